@@ -1,0 +1,1 @@
+"""Files -> labels -> datasets. Nothing here imports Lightning except `datamodule`."""
