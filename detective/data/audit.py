@@ -1,0 +1,147 @@
+"""The data audit printed before training: what was found, and what would make training go wrong.
+
+Errors stop a run (nothing to learn); warnings are printed and the run goes on. The format and
+pixel-size checks exist because a real-vs-AI detector happily learns "PNG, 512x512" instead of
+"AI-generated" when the two sources differ that way.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import median
+
+from detective.data.labels import LabelRule, substring_rule_changes
+from detective.data.scan import Sample, ScanResult
+
+SOURCE_NAMES = {False: "real", True: "ai"}
+FORMAT_GAP = 0.5  # total-variation distance of the format mixes of real and AI images
+SIZE_RATIO = 2.0  # ratio of median pixel counts
+ONE_SIZE_SHARE = 0.9  # share of one source's images having a single exact size
+
+
+class DataError(ValueError):
+    """The data cannot be trained on; the message says what to fix."""
+
+
+@dataclass
+class AuditReport:
+    """Counts and findings, kept as data so tests and callers can check them without parsing text."""
+
+    root: str
+    counts: dict[str, Counter] = field(default_factory=dict)  # split -> Counter[(subject, is_ai)]
+    subjects: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+    def raise_on_error(self) -> None:
+        if self.errors:
+            raise DataError(self.errors[0])
+
+
+def _tv_distance(a: Counter, b: Counter) -> float:
+    na, nb = sum(a.values()), sum(b.values())
+    return 0.5 * sum(abs(a[k] / na - b[k] / nb) for k in set(a) | set(b))
+
+
+def confound_warnings(samples: Sequence[Sample]) -> list[str]:
+    """Warn when real and AI images differ systematically in file format or pixel size."""
+    real = [s for s in samples if not s.is_ai]
+    ai = [s for s in samples if s.is_ai]
+    if not real or not ai:
+        return []
+    found = []
+    fmt_real, fmt_ai = Counter(s.format for s in real), Counter(s.format for s in ai)
+    if _tv_distance(fmt_real, fmt_ai) >= FORMAT_GAP:
+        found.append(
+            f"real and AI images differ in file format (real: {_mix(fmt_real)}; AI: {_mix(fmt_ai)}): "
+            "a detector may learn the format, not the source; convert both to one format"
+        )
+    area_real = median(w * h for w, h in (s.size for s in real))
+    area_ai = median(w * h for w, h in (s.size for s in ai))
+    ratio = max(area_real, area_ai) / max(min(area_real, area_ai), 1)
+    one_real = Counter(s.size for s in real).most_common(1)[0][1] / len(real)
+    one_ai = Counter(s.size for s in ai).most_common(1)[0][1] / len(ai)
+    lopsided = max(one_real, one_ai) >= ONE_SIZE_SHARE and min(one_real, one_ai) < ONE_SIZE_SHARE / 2
+    if ratio >= SIZE_RATIO or lopsided:
+        found.append(
+            f"real and AI images differ in pixel size (median real {_side(area_real)}, AI {_side(area_ai)}; "
+            f"one size covers {one_real:.0%} of real, {one_ai:.0%} of AI): a detector may learn size or "
+            "resampling traces, not the source; collect both at similar sizes"
+        )
+    return found
+
+
+def _mix(counter: Counter) -> str:
+    total = sum(counter.values())
+    return ", ".join(f"{k or '?'} {v / total:.0%}" for k, v in counter.most_common(3))
+
+
+def _side(area: float) -> str:
+    return f"~{area**0.5:.0f}px square"
+
+
+def audit(scan: ScanResult, splits: Mapping[str, Sequence[Sample]], rule: LabelRule = LabelRule()) -> AuditReport:
+    """Check a scanned and split data set; errors make training pointless, warnings deserve a look."""
+    report = AuditReport(str(scan.root))
+    report.counts = {name: Counter((s.subject, s.is_ai) for s in part) for name, part in splits.items()}
+    report.subjects = sorted({s.subject for s in scan.samples})
+    report.unreadable = [str(err) for err in scan.unreadable]
+    layout = f"{scan.root}/train/<subject>/<image>" if scan.split_layout else f"{scan.root}/<subject>/<image>"
+    if not scan.samples:
+        report.errors.append(f"no readable images found under {scan.root}: expected {layout} (e.g. cat/img_01.jpg)")
+        return report
+    if len(report.subjects) < 2:
+        report.errors.append(
+            f"only one subject ({report.subjects[0]!r}) under {scan.root}: the subject head needs at least two "
+            f"class folders ({layout})"
+        )
+    for subject in report.subjects:
+        sources = {s.is_ai for s in scan.samples if s.subject == subject}
+        if len(sources) == 1:
+            missing = "AI" if True not in sources else "real"
+            report.warnings.append(f"subject {subject!r} has no {missing} images: the source head learns nothing there")
+    report.warnings += confound_warnings(scan.samples)
+    disagree = sum(s.name_disagrees for s in scan.samples)
+    if disagree:
+        report.warnings.append(
+            f"{disagree} images in a real folder carry the {rule.token!r} token in their name; the folder wins"
+        )
+    if rule.match == "substring":
+        changed = substring_rule_changes(scan.names, rule.token)
+        report.warnings.append(
+            f"substring matching of {rule.token!r} labels {changed} file names differently from the token rule "
+            "(e.g. 'portrait.jpg' counts as AI); use data.labels.match=token unless your data needs it"
+        )
+    if scan.unlabelled:
+        report.warnings.append(
+            f"{len(scan.unlabelled)} images sit outside any subject folder and were skipped (e.g. {scan.unlabelled[0]})"
+        )
+    if scan.unreadable:
+        report.warnings.append(f"{len(scan.unreadable)} unreadable images were excluded (listed below)")
+    for name, part in splits.items():
+        if not part and name in ("train", "val"):
+            report.warnings.append(f"the {name} split is empty: add images or change data.val_fraction")
+    return report
+
+
+def format_report(report: AuditReport, ignored_files: int = 0) -> str:
+    """The audit as a table of subject x source counts per split, then findings, for the console."""
+    cols = [split for split in ("train", "val", "test") if split in report.counts]
+    lines = [f"Data audit: {report.root}"]
+    header = f"  {'subject':<20}{'source':<8}" + "".join(f"{c:>8}" for c in cols)
+    lines.append(header)
+    for subject in report.subjects:
+        for is_ai in (False, True):
+            row = [report.counts[c][(subject, is_ai)] for c in cols]
+            lines.append(f"  {subject:<20}{SOURCE_NAMES[is_ai]:<8}" + "".join(f"{n:>8}" for n in row))
+    totals = [sum(report.counts[c].values()) for c in cols]
+    lines.append(f"  {'total':<28}" + "".join(f"{n:>8}" for n in totals))
+    if ignored_files:
+        lines.append(f"  ({ignored_files} non-image files ignored)")
+    lines += [f"ERROR: {e}" for e in report.errors]
+    lines += [f"WARNING: {w}" for w in report.warnings]
+    lines += [f"  unreadable: {u}" for u in report.unreadable]
+    return "\n".join(lines)

@@ -1,0 +1,59 @@
+"""A map-style dataset of labelled samples yielding (uint8 image, subject index, is-AI) tuples.
+
+An image that fails to decode mid-epoch (a truncated file passes the header probe) is reported
+once per process and dropped from its batch by `collate_skip_failed`, so it never kills an epoch.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, default_collate
+
+from detective.data.images import ImageDecodeError, load_rgb
+from detective.data.scan import Sample
+
+Item = tuple[torch.Tensor, int, float]
+
+
+class ImageDataset(Dataset):
+    """Decodes each sample (at reduced scale when it is much larger than `min_side`) and transforms it."""
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        subjects: Sequence[str],
+        transform: Callable[[Image.Image], torch.Tensor],
+        min_side: int | None = None,
+    ) -> None:
+        self.samples = list(samples)
+        self.index = {name: i for i, name in enumerate(subjects)}
+        self.transform = transform
+        self.min_side = min_side
+        self.failed: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> Item | None:
+        sample = self.samples[i]
+        try:
+            image = load_rgb(sample.path, self.min_side)
+        except ImageDecodeError as err:
+            if str(sample.path) not in self.failed:
+                self.failed.add(str(sample.path))
+                print(f"WARNING: skipped {err}", file=sys.stderr)
+            return None
+        return self.transform(image), self.index[sample.subject], float(sample.is_ai)
+
+
+def collate_skip_failed(batch: list[Item | None]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Collate the items that decoded; None when none did (the training step then skips the batch)."""
+    good = [item for item in batch if item is not None]
+    if not good:
+        return None
+    images, subjects, sources = default_collate(good)
+    return images, subjects, sources.float()
