@@ -89,6 +89,8 @@ def scan_folder(root: str | os.PathLike, rule: LabelRule = LabelRule()) -> ScanR
         except ImageDecodeError as err:
             result.unreadable.append(err)
             continue
+        if fmt == "MPO":  # a camera JPEG with extra frames: same codec, same format for the audit
+            fmt = "JPEG"
         result.names.append(path.name)
         result.samples.append(Sample(path, label.subject, label.is_ai, label.split, fmt, size, label.name_disagrees))
     return result

@@ -1,0 +1,1 @@
+"""Prediction from a checkpoint file alone: no Lightning, no Hydra on this path."""

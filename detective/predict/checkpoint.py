@@ -1,0 +1,72 @@
+"""Reading a detective checkpoint as data (`weights_only`), without Lightning.
+
+A Lightning checkpoint is a dict: `hyper_parameters` (plain values saved by the LightningModule)
+and `state_dict` (the net's weights under `net.`). Nothing in it is executed.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from detective.model.net import DetectiveNet
+
+REQUIRED_HPARAMS = ("subjects", "image_size", "crop_fraction", "mean", "std", "threshold")
+NET_PREFIX = "net."
+
+
+class CheckpointError(ValueError):
+    """The file is missing or is not a detective checkpoint; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What prediction needs from a checkpoint: the trained net's settings and weights."""
+
+    path: Path
+    hparams: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+
+    @property
+    def subjects(self) -> list[str]:
+        return list(self.hparams["subjects"])
+
+    def build_net(self) -> DetectiveNet:
+        """The trained net, in eval mode, on the CPU."""
+        net = DetectiveNet.from_hparams(self.hparams)
+        try:
+            net.load_state_dict(self.state_dict)
+        except RuntimeError as err:
+            first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+            raise CheckpointError(f"{self.path}: weights do not fit the saved settings ({first})") from None
+        return net.eval()
+
+
+def read_checkpoint(path: str | Path) -> CheckpointInfo:
+    """Load a checkpoint safely (tensors and plain values only) and check it is a detective one."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} (train one with `python train.py`)")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable detective checkpoint ({reason[:160]})") from None
+    hparams = raw.get("hyper_parameters") if isinstance(raw, Mapping) else None
+    state = raw.get("state_dict") if isinstance(raw, Mapping) else None
+    if (
+        not isinstance(hparams, Mapping)
+        or not isinstance(state, Mapping)
+        or not all(k in hparams for k in REQUIRED_HPARAMS)
+    ):
+        raise CheckpointError(
+            f"{path}: not a detective checkpoint (no subjects/image size/threshold saved); "
+            "use a .ckpt written by train.py"
+        )
+    weights = {k[len(NET_PREFIX) :]: v for k, v in state.items() if k.startswith(NET_PREFIX)}
+    return CheckpointInfo(path, dict(hparams), weights)

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, the metrics it logs, and the Hydra-driven run."""

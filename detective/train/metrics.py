@@ -1,0 +1,96 @@
+"""Metric collections per stage, and the source-threshold calibration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
+    BinaryAveragePrecision,
+    MulticlassAccuracy,
+    MulticlassF1Score,
+)
+from torchmetrics.utilities.data import dim_zero_cat
+
+
+class GroupAccuracy(Metric):
+    """Accuracy of binary decisions within each group (here: source accuracy per subject)."""
+
+    full_state_update = False
+
+    def __init__(self, num_groups: int) -> None:
+        super().__init__()
+        self.add_state("correct", torch.zeros(num_groups), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros(num_groups), dist_reduce_fx="sum")
+
+    def update(self, decisions: Tensor, target: Tensor, groups: Tensor) -> None:
+        hits = (decisions.long() == target.long()).float()
+        self.correct.index_add_(0, groups, hits)
+        self.total.index_add_(0, groups, torch.ones_like(hits))
+
+    def compute(self) -> Tensor:
+        return self.correct / self.total.clamp(min=1)
+
+
+class Collected(Metric):
+    """Keeps every (probability, target) pair of an epoch, gathered across processes, for calibration."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("probs", [], dist_reduce_fx="cat")
+        self.add_state("target", [], dist_reduce_fx="cat")
+
+    def update(self, probs: Tensor, target: Tensor) -> None:
+        self.probs.append(probs.detach().float())
+        self.target.append(target.detach().long())
+
+    def compute(self) -> tuple[Tensor, Tensor]:
+        return dim_zero_cat(self.probs), dim_zero_cat(self.target)
+
+
+def subject_metrics(num_subjects: int) -> MetricCollection:
+    return MetricCollection(
+        {
+            "subject_acc": MulticlassAccuracy(num_subjects, average="micro"),
+            "subject_f1": MulticlassF1Score(num_subjects, average="macro"),
+        }
+    )
+
+
+def source_metrics() -> MetricCollection:
+    """Accuracy of the thresholded decisions (passed as 0/1); AUROC and AP of the probabilities."""
+    return MetricCollection({"source_acc": BinaryAccuracy()})
+
+
+def ranking_metrics() -> MetricCollection:
+    return MetricCollection({"source_auroc": BinaryAUROC(), "source_ap": BinaryAveragePrecision()})
+
+
+def best_balanced_threshold(probs: Tensor, target: Tensor) -> tuple[float, float]:
+    """The AI-probability threshold maximising balanced accuracy on (probs, target): (threshold, accuracy).
+
+    Candidates are midpoints between consecutive distinct probabilities, so the threshold sits
+    between the classes rather than on a training example. With one class present it stays 0.5.
+    """
+    target = target.long()
+    if probs.numel() == 0 or target.min() == target.max():
+        return 0.5, float("nan")
+    values = torch.unique(probs.float())
+    candidates = torch.cat([values[:1] - 1e-6, (values[1:] + values[:-1]) / 2, values[-1:] + 1e-6])
+    decide = probs.float()[None, :] >= candidates[:, None]
+    pos, neg = target == 1, target == 0
+    tpr = (decide & pos).sum(1) / pos.sum()
+    tnr = (~decide & neg).sum(1) / neg.sum()
+    balanced = (tpr + tnr) / 2
+    best = int(torch.argmax(balanced))
+    return float(candidates[best].clamp(0, 1)), float(balanced[best])
+
+
+def per_subject_names(prefix: str, subjects: Sequence[str]) -> list[str]:
+    return [f"{prefix}/source_acc/{name}" for name in subjects]

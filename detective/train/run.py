@@ -1,0 +1,127 @@
+"""One training run from a composed Hydra config: data -> model -> fit -> test -> report.
+
+`train.py` only hands the config over; everything here is importable and testable.
+"""
+
+from __future__ import annotations
+
+import random
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from omegaconf import DictConfig
+
+from detective.data.datamodule import DetectiveDataModule
+from detective.model.pretrained import load_backbone_weights
+from detective.train.checkpoint_io import AtomicCheckpointIO
+from detective.train.config import plain
+from detective.train.module import DetectiveModule
+
+# Keys of the `model` config that steer the run but are not LightningModule hyperparameters.
+RUN_ONLY_MODEL_KEYS = ("pretrained", "weights_path", "balance_source")
+
+
+def resolve_pretrained(cfg: DictConfig) -> bool:
+    """`model.pretrained=auto`: ImageNet weights on your data, training from scratch on the demo set."""
+    value = cfg.model.pretrained
+    if value == "auto":
+        return cfg.data.root is not None
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"model.pretrained must be true, false or auto, got {value!r}")
+
+
+def source_pos_weight(datamodule: DetectiveDataModule) -> float | None:
+    """real/AI ratio of the train split, so that both sources weigh the same in the BCE loss."""
+    train = datamodule.splits["train"]
+    n_ai = sum(s.is_ai for s in train)
+    return (len(train) - n_ai) / n_ai if n_ai else None
+
+
+def build_module(cfg: DictConfig, datamodule: DetectiveDataModule) -> DetectiveModule:
+    """The LightningModule with pretrained backbone weights loaded as the config asks."""
+    kwargs = {k: v for k, v in plain(cfg.model).items() if k not in RUN_ONLY_MODEL_KEYS}
+    if cfg.model.balance_source:
+        kwargs["source_pos_weight"] = source_pos_weight(datamodule)
+    module = DetectiveModule(
+        subjects=datamodule.subjects,
+        image_size=datamodule.image_size,
+        crop_fraction=datamodule.crop_fraction,
+        **kwargs,
+    )
+    weights = load_backbone_weights(module.net, pretrained=resolve_pretrained(cfg), weights_path=cfg.model.weights_path)
+    print(f"Backbone: {module.hparams.backbone}, {weights}")
+    return module
+
+
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    callbacks: list[Callback] = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        default_root_dir=cfg.paths.output_dir,
+        plugins=[AtomicCheckpointIO()],
+    )
+
+
+def checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
+    return trainer.checkpoint_callback if isinstance(trainer.checkpoint_callback, ModelCheckpoint) else None
+
+
+def show_held_out_prediction(checkpoint: str, datamodule: DetectiveDataModule, seed: int) -> None:
+    """The original ended on one prediction of a random *training* image; ours is a held-out test image."""
+    from detective.predict.predictor import Predictor
+
+    test = datamodule.splits.get("test") or []
+    if not test:
+        print("No test images held out: skipping the example prediction.")
+        return
+    sample = random.Random(seed).choice(test)
+    (result,) = Predictor.from_checkpoint(checkpoint, device="cpu").predict([sample.path])
+    truth = f"{sample.subject}, {'AI generated' if sample.is_ai else 'real photo'}"
+    print(f"\nHeld-out test image: {sample.path}  (truth: {truth})")
+    if hasattr(result, "describe"):
+        print(f"  {result.describe().replace('  Source', chr(10) + '  Source')}")
+    else:
+        print(f"  could not predict: {result.error}")
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Fit, test the best checkpoint, print the summary; return the monitored metric for sweepers."""
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule: DetectiveDataModule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup()
+    module = build_module(cfg, datamodule)
+    trainer = build_trainer(cfg)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    ckpt = checkpoint_callback(trainer)
+    best = ckpt.best_model_path if ckpt and ckpt.best_model_path else None
+    score = float(ckpt.best_model_score) if ckpt and ckpt.best_model_score is not None else None
+    if cfg.get("test"):
+        metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        if trainer.is_global_zero:
+            report(metrics[0] if metrics else {}, best, datamodule, cfg)
+    return score
+
+
+def report(metrics: dict[str, Any], best: str | None, datamodule: DetectiveDataModule, cfg: DictConfig) -> None:
+    """The end of every run: one held-out prediction, the test metrics, the checkpoint and how to use it."""
+    if best:
+        show_held_out_prediction(best, datamodule, cfg.seed)
+    if metrics:
+        print("\nTest metrics (best checkpoint, held-out test split):")
+        for name in sorted(metrics):
+            print(f"  {name:<32} {metrics[name]:.4f}")
+    if best:
+        example = shlex.quote(str(datamodule.splits["test"][0].path)) if datamodule.splits.get("test") else "IMAGE"
+        here = Path(sys.argv[0]).resolve().parent / "predict.py"
+        print(f"\nBest checkpoint: {best}")
+        print(f"Predict with:    python {shlex.quote(str(here))} {example} --checkpoint {shlex.quote(best)}")
