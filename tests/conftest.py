@@ -43,3 +43,53 @@ def image_tree(tmp_path: Path) -> Callable[..., Path]:
         return write_tree(root or tmp_path / "data", names if names is not None else balanced_names(), size)
 
     return build
+
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def train_overrides(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
+    """Hydra overrides for a tiny, fast CPU run on `data_root` writing into `output_dir`."""
+    return [
+        f"data.root={data_root}",
+        "data.image_size=32",
+        "data.crop_fraction=1.0",
+        "data.batch_size=16",
+        "data.num_workers=0",
+        "data.augment.crop=center",
+        "model.pretrained=false",
+        "model.freeze_epochs=0",
+        "trainer.max_epochs=1",
+        "trainer.enable_model_summary=false",
+        "~callbacks.progress_bar",
+        f"paths.output_dir={output_dir}",
+        *extra,
+    ]
+
+
+def compose_train_config(overrides: list[str]):
+    """The composed `conf/train.yaml`, as `train.py` would see it (without Hydra's run folder)."""
+    from hydra import compose, initialize_config_dir
+
+    from detective.train.config import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def tiny_tree(tmp_path_factory) -> Path:
+    """Three subjects, real and AI, 8 of each: small enough to train on in seconds."""
+    return write_tree(tmp_path_factory.mktemp("tiny") / "data", balanced_names(("cat", "dog", "owl"), 8), (48, 40))
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tiny_tree: Path, tmp_path_factory) -> Path:
+    """A best checkpoint from one epoch of real training through `detective.train.run.train`."""
+    from detective.train.run import train
+
+    out = tmp_path_factory.mktemp("run")
+    train(compose_train_config(train_overrides(tiny_tree, out)))
+    return out / "checkpoints" / "best.ckpt"

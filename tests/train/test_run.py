@@ -1,0 +1,25 @@
+import torch
+
+from detective.predict.checkpoint import read_checkpoint
+from detective.train.module import DetectiveModule
+
+
+def test_tiny_fit_writes_best_and_last_checkpoints(trained_checkpoint):
+    assert trained_checkpoint.is_file()
+    assert (trained_checkpoint.parent / "last.ckpt").is_file()
+    assert not list(trained_checkpoint.parent.glob(".*.tmp"))  # atomic saves leave no temp files
+
+
+def test_checkpoint_reloads_with_no_extra_arguments(trained_checkpoint):
+    module = DetectiveModule.load_from_checkpoint(trained_checkpoint, map_location="cpu")
+    assert module.subjects == ["cat", "dog", "owl"]
+    assert module.hparams.image_size == 32
+    assert 0.0 <= module.threshold <= 1.0
+    subject_logits, source_logits = module.eval()(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+    assert subject_logits.shape == (2, 3) and source_logits.shape == (2,)
+
+
+def test_checkpoint_holds_plain_values_only(trained_checkpoint):
+    info = read_checkpoint(trained_checkpoint)  # weights_only loading: it would refuse any pickled object
+    assert info.subjects == ["cat", "dog", "owl"]
+    assert {"image_size", "crop_fraction", "mean", "std", "threshold", "backbone"} <= set(info.hparams)
