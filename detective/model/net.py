@@ -1,0 +1,161 @@
+"""DetectiveNet: a torchvision backbone with two heads, subject (which class) and source (real or AI).
+
+The layer sizes default to the original script's (shared 128, subject 64, source 32, dropout 0.3). Both heads
+return logits; softmax/sigmoid belong to inference, and the losses take logits for numerical stability.
+Input normalisation lives inside the model, so images stay uint8 until the batch and an exported model needs
+nothing but pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build a randomly initialised convolutional trunk, and the width of its pooled features."""
+
+    build: Callable[[], nn.Module]
+    feature_dim: int
+
+
+def _mobilenet_v2_trunk() -> nn.Module:
+    # weights=None: pretrained weights are loaded by `pretrained.py`, so rebuilding from a checkpoint never
+    # needs the network.
+    return torchvision.models.mobilenet_v2(weights=None).features
+
+
+BACKBONES: dict[str, BackboneSpec] = {"mobilenet_v2": BackboneSpec(_mobilenet_v2_trunk, 1280)}
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The registered backbone called `name`; a ValueError lists the known ones."""
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}: use one of {', '.join(sorted(BACKBONES))}") from None
+
+
+def _check_positive(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+
+
+# The constructor arguments that define the architecture; a checkpoint stores them as hyperparameters.
+ARCHITECTURE_KEYS = ("backbone", "shared", "subject_hidden", "source_hidden", "dropout", "mean", "std")
+
+
+class DetectiveNet(nn.Module):
+    """Backbone + global average pooling -> shared layer -> subject logits [B, S] and source logits [B].
+
+    `forward` takes images [B, 3, H, W], uint8 in [0, 255] or float in [0, 1]; the model scales and normalises
+    them with `mean`/`std`. A source logit above 0 means "AI-generated".
+    """
+
+    def __init__(
+        self,
+        num_subjects: int,
+        *,
+        backbone: str = "mobilenet_v2",
+        shared: int = 128,
+        subject_hidden: int = 64,
+        source_hidden: int = 32,
+        dropout: float = 0.3,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        _check_positive(
+            num_subjects=num_subjects, shared=shared, subject_hidden=subject_hidden, source_hidden=source_hidden
+        )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean and std need 3 values each (std > 0), got mean={mean}, std={std}")
+        spec = backbone_spec(backbone)
+        self.backbone_name = backbone
+        self.num_subjects = num_subjects
+        self.feature_dim = spec.feature_dim
+        self.backbone_frozen = False
+        # Not persistent: mean/std are constructor arguments (hence hyperparameters), and the state dict holds
+        # learned weights only.
+        self.register_buffer("mean", torch.tensor([float(v) for v in mean]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([float(v) for v in std]).view(1, 3, 1, 1), persistent=False)
+        self.backbone = spec.build()
+        self.shared = nn.Sequential(nn.Linear(spec.feature_dim, shared), nn.ReLU())
+        self.subject_head = nn.Sequential(
+            nn.Linear(shared, subject_hidden), nn.ReLU(), nn.Linear(subject_hidden, num_subjects)
+        )
+        self.source_head = nn.Sequential(
+            nn.Linear(shared, source_hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(source_hidden, 1)
+        )
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any]) -> DetectiveNet:
+        """Build from saved hyperparameters (a checkpoint's), ignoring the keys that are not the net's."""
+        return cls(
+            len(hparams["subjects"]),
+            **{k: hparams[k] for k in ARCHITECTURE_KEYS if k in hparams},
+        )
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """uint8 [0, 255] or float [0, 1] images -> (x - mean) / std in the model's dtype."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected images of shape [B, 3, H, W], got {list(x.shape)}")
+        scale = 255.0 if x.dtype == torch.uint8 else 1.0
+        return (x.to(self.mean.dtype) / scale - self.mean) / self.std
+
+    def features(self, x: Tensor) -> Tensor:
+        """Pooled backbone features [B, feature_dim]; with a frozen backbone they can be computed once and cached."""
+        return F.adaptive_avg_pool2d(self.backbone(self.normalize(x)), 1).flatten(1)
+
+    def heads(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Features [B, feature_dim] -> (subject logits [B, num_subjects], source logits [B])."""
+        h = self.shared(features)
+        return self.subject_head(h), self.source_head(h).squeeze(-1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.heads(self.features(x))
+
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        return self.backbone.parameters()
+
+    def head_parameters(self) -> Iterator[nn.Parameter]:
+        return chain(self.shared.parameters(), self.subject_head.parameters(), self.source_head.parameters())
+
+    def train(self, mode: bool = True) -> DetectiveNet:
+        """Like `nn.Module.train`, but a frozen backbone stays in eval mode so its BatchNorm statistics hold."""
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()
+        return self
+
+
+def freeze_backbone(net: DetectiveNet) -> None:
+    """Stop training the backbone: no gradients, and BatchNorm uses (and keeps) its running statistics.
+
+    The whole backbone goes to eval mode, and stays there through later `net.train()` calls until
+    `unfreeze_backbone`, as Keras does for a layer with `trainable=False`.
+    """
+    net.backbone_frozen = True
+    net.backbone.requires_grad_(False)
+    net.backbone.eval()
+
+
+def unfreeze_backbone(net: DetectiveNet) -> None:
+    """Train the backbone again (fine-tuning); its mode follows the net's."""
+    net.backbone_frozen = False
+    net.backbone.requires_grad_(True)
+    net.backbone.train(net.training)

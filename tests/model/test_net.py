@@ -1,0 +1,172 @@
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from detective.model.net import IMAGENET_MEAN, IMAGENET_STD, DetectiveNet, freeze_backbone, unfreeze_backbone
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    return torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+def linear_shapes(module: nn.Module) -> list[tuple[int, int]]:
+    return [(m.in_features, m.out_features) for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+def bn_state(net: DetectiveNet) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in net.backbone.state_dict().items() if "running" in k or "num_batches" in k}
+
+
+def ids(params) -> set[int]:
+    return {id(p) for p in params}
+
+
+@pytest.mark.parametrize("num_subjects", [1, 2, 7])
+@pytest.mark.parametrize("as_float", [False, True])
+def test_output_shapes(images, num_subjects, as_float):
+    x = images.float() / 255 if as_float else images
+    subject, source = DetectiveNet(num_subjects).eval()(x)
+    assert subject.shape == (2, num_subjects)
+    assert source.shape == (2,)
+
+
+def test_uint8_input_equals_float_input_in_unit_range(images):
+    net = DetectiveNet(3).eval()
+    with torch.no_grad():
+        from_uint8 = net(images)
+        from_float = net(images.float() / 255)
+    assert torch.equal(from_uint8[0], from_float[0])
+    assert torch.equal(from_uint8[1], from_float[1])
+
+
+def test_model_applies_its_own_mean_and_std(images):
+    x = images.float() / 255
+    default = DetectiveNet(2).eval()
+    custom = DetectiveNet(2, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)).eval()
+    custom.load_state_dict(default.state_dict())
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = F.adaptive_avg_pool2d(default.backbone((x - mean) / std), 1).flatten(1)
+        torch.testing.assert_close(default.features(x), expected)
+        custom_expected = F.adaptive_avg_pool2d(custom.backbone((x - 0.5) / 0.25), 1).flatten(1)
+        torch.testing.assert_close(custom.features(x), custom_expected)
+
+
+def test_state_dict_holds_weights_only_and_reloads_to_same_outputs(images):
+    net = DetectiveNet(4).eval()
+    assert not {"mean", "std"} & set(net.state_dict())
+    clone = DetectiveNet(4).eval()
+    clone.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        assert torch.equal(clone(images)[0], net(images)[0])
+
+
+def test_features_then_heads_is_forward(images):
+    net = DetectiveNet(3).eval()
+    with torch.no_grad():
+        features = net.features(images)
+        assert features.shape == (2, 1280)
+        subject, source = net.heads(features)
+        expected = net(images)
+    assert torch.equal(subject, expected[0])
+    assert torch.equal(source, expected[1])
+
+
+def test_default_sizes_are_the_original_scripts():
+    net = DetectiveNet(5)
+    assert linear_shapes(net.shared) == [(1280, 128)]
+    assert linear_shapes(net.subject_head) == [(128, 64), (64, 5)]
+    assert linear_shapes(net.source_head) == [(128, 32), (32, 1)]
+    assert [type(m) for m in net.source_head] == [nn.Linear, nn.ReLU, nn.Dropout, nn.Linear]
+    assert net.source_head[2].p == 0.3
+
+
+def test_head_sizes_are_configurable():
+    net = DetectiveNet(4, shared=16, subject_hidden=8, source_hidden=6, dropout=0.5)
+    assert linear_shapes(net.shared) == [(1280, 16)]
+    assert linear_shapes(net.subject_head) == [(16, 8), (8, 4)]
+    assert linear_shapes(net.source_head) == [(16, 6), (6, 1)]
+    assert net.source_head[2].p == 0.5
+
+
+def test_dropout_only_on_source_branch_and_only_in_train_mode():
+    torch.manual_seed(0)
+    net = DetectiveNet(3)
+    features = torch.rand(16, 1280)
+    with torch.no_grad():
+        net.train()
+        (subject_a, source_a), (subject_b, source_b) = net.heads(features), net.heads(features)
+        assert torch.equal(subject_a, subject_b)
+        assert not torch.equal(source_a, source_b)
+        net.eval()
+        assert torch.equal(net.heads(features)[1], net.heads(features)[1])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_subjects": 0}, "num_subjects must be at least 1"),
+        ({"num_subjects": 2, "shared": 0}, "shared must be at least 1"),
+        ({"num_subjects": 2, "dropout": 1.0}, "dropout must be in"),
+        ({"num_subjects": 2, "std": (0.2, 0.0, 0.2)}, "mean and std"),
+        ({"num_subjects": 2, "backbone": "resnet9000"}, "unknown backbone 'resnet9000': use one of mobilenet_v2"),
+    ],
+)
+def test_bad_arguments_are_refused_clearly(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DetectiveNet(**kwargs)
+
+
+def test_grayscale_input_is_refused_clearly():
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\], got \[2, 1, 64, 64\]"):
+        DetectiveNet(2)(torch.zeros(2, 1, 64, 64, dtype=torch.uint8))
+
+
+def test_backbone_and_head_parameters_partition_the_net():
+    net = DetectiveNet(3)
+    backbone, heads = ids(net.backbone_parameters()), ids(net.head_parameters())
+    assert backbone and heads and not backbone & heads
+    assert backbone | heads == ids(net.parameters())
+
+
+def test_freeze_and_unfreeze_toggle_exactly_the_backbone(images):
+    net = DetectiveNet(3)
+    freeze_backbone(net)
+    assert ids(p for p in net.parameters() if p.requires_grad) == ids(net.head_parameters())
+    subject, source = net(images)
+    (subject.sum() + source.sum()).backward()
+    assert all(p.grad is None for p in net.backbone_parameters())
+    assert all(p.grad is not None for p in net.head_parameters())
+
+    unfreeze_backbone(net)
+    assert all(p.requires_grad for p in net.parameters())
+    assert net.backbone.training
+
+
+def test_frozen_backbone_keeps_batchnorm_statistics_in_train_mode(images):
+    net = DetectiveNet(3)
+    freeze_backbone(net)
+    net.train()  # as Lightning does at the start of each epoch
+    assert not any(m.training for m in net.backbone.modules())
+    assert net.source_head.training
+    before = bn_state(net)
+    net(images)
+    after = bn_state(net)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+    unfreeze_backbone(net)
+    net(images)
+    changed = bn_state(net)
+    assert not torch.equal(before["0.1.running_mean"], changed["0.1.running_mean"])
+
+
+def test_eval_on_frozen_net_then_unfreeze_follows_net_mode():
+    net = DetectiveNet(2)
+    freeze_backbone(net)
+    net.eval()
+    unfreeze_backbone(net)
+    assert not net.backbone.training
+    net.train()
+    assert net.backbone.training
