@@ -1,0 +1,96 @@
+import math
+
+import pytest
+import torch
+
+from detective.train.metrics import GroupAccuracy, best_balanced_threshold
+from detective.train.module import DetectiveModule
+
+
+def make_module(**kwargs) -> DetectiveModule:
+    return DetectiveModule(subjects=["cat", "dog", "owl"], image_size=32, **kwargs)
+
+
+def test_loss_is_weighted_ce_plus_bce_by_hand():
+    module = make_module()
+    subject_logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    source_logits = torch.tensor([1.0, -2.0])
+    subjects = torch.tensor([0, 2])
+    sources = torch.tensor([1.0, 1.0])
+
+    def log_softmax(row, i):
+        return row[i] - math.log(sum(math.exp(v) for v in row))
+
+    ce = -(log_softmax([2.0, 0.0, -1.0], 0) + log_softmax([0.0, 1.0, 0.0], 2)) / 2
+    bce = -(math.log(1 / (1 + math.exp(-1.0))) + math.log(1 / (1 + math.exp(2.0)))) / 2
+    losses = module.loss(subject_logits, source_logits, subjects, sources)
+    assert losses["subject_loss"].item() == pytest.approx(ce, rel=1e-6)
+    assert losses["source_loss"].item() == pytest.approx(bce, rel=1e-6)
+    assert losses["loss"].item() == pytest.approx(1.0 * ce + 1.5 * bce, rel=1e-6)
+
+    reweighted = make_module(subject_weight=0.5, source_weight=2.0).loss(subject_logits, source_logits, subjects, sources)
+    assert reweighted["loss"].item() == pytest.approx(0.5 * ce + 2.0 * bce, rel=1e-6)
+
+
+def test_source_pos_weight_and_label_smoothing_change_the_loss():
+    args = (torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([-1.0]), torch.tensor([0]), torch.tensor([1.0]))
+    plain = make_module().loss(*args)
+    assert make_module(source_pos_weight=3.0).loss(*args)["source_loss"].item() == pytest.approx(
+        3 * plain["source_loss"].item(), rel=1e-6
+    )
+    assert make_module(label_smoothing=0.2).loss(*args)["subject_loss"] > plain["subject_loss"]
+
+
+class FakeTrainer:
+    def __init__(self, epoch: int) -> None:
+        self.current_epoch = epoch
+
+
+@pytest.mark.parametrize(
+    ("freeze_epochs", "finetune", "frozen_by_epoch"),
+    [(2, True, [True, True, False, False]), (0, True, [False] * 4), (1, False, [True] * 4)],
+)
+def test_two_phase_schedule(freeze_epochs, finetune, frozen_by_epoch, monkeypatch):
+    module = make_module(freeze_epochs=freeze_epochs, finetune=finetune)
+    seen = []
+    for epoch in range(4):
+        monkeypatch.setattr(type(module), "current_epoch", property(lambda self, e=epoch: e))
+        module.train()
+        module.on_train_epoch_start()
+        backbone_params = list(module.net.backbone_parameters())
+        seen.append(not any(p.requires_grad for p in backbone_params))
+        assert all(p.requires_grad for p in module.net.head_parameters())
+        bn = next(m for m in module.net.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        assert bn.training == (not seen[-1])  # BatchNorm in eval exactly while frozen
+    assert seen == frozen_by_epoch
+
+
+def test_optimizer_gives_the_backbone_a_lower_rate(monkeypatch):
+    module = make_module(lr=1e-3, backbone_lr_factor=0.1)
+    monkeypatch.setattr(type(module), "trainer", property(lambda self: type("T", (), {"max_epochs": 5})()))
+    optimizer = module.configure_optimizers()["optimizer"]
+    heads, backbone = optimizer.param_groups
+    assert heads["lr"] == pytest.approx(1e-3) and backbone["lr"] == pytest.approx(1e-4)
+    assert len(backbone["params"]) == len(list(module.net.backbone_parameters()))
+
+
+def test_best_balanced_threshold_separates_the_classes():
+    probs = torch.tensor([0.10, 0.20, 0.30, 0.35, 0.40, 0.90])
+    target = torch.tensor([0, 0, 0, 1, 1, 1])
+    threshold, balanced = best_balanced_threshold(probs, target)
+    assert 0.30 < threshold <= 0.35 and balanced == 1.0
+    # One class only: nothing to calibrate, the threshold stays at 0.5.
+    assert best_balanced_threshold(probs, torch.ones(6, dtype=torch.long))[0] == 0.5
+
+
+def test_imbalanced_scores_get_a_threshold_far_from_one_half():
+    probs = torch.tensor([0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08])
+    target = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    threshold, balanced = best_balanced_threshold(probs, target)
+    assert 0.04 < threshold < 0.05 and balanced == 1.0
+
+
+def test_group_accuracy_per_subject():
+    metric = GroupAccuracy(3)
+    metric.update(torch.tensor([1, 0, 1, 1]), torch.tensor([1, 1, 1, 0]), torch.tensor([0, 0, 1, 2]))
+    assert metric.compute().tolist() == [0.5, 1.0, 0.0]
