@@ -34,15 +34,12 @@ class PretrainedWeightsError(RuntimeError):
 def load_backbone_weights(net: DetectiveNet, *, pretrained: bool, weights_path: str | Path | None) -> str:
     """Load backbone weights into `net` and return a one-line description of what was loaded.
 
-    `weights_path` (a torchvision state dict, full or backbone-only) wins over the ImageNet download;
-    `pretrained=False` without it leaves the random init.
+    `weights_path` (a torchvision state dict, full or backbone-only) is the explicit choice, so it is loaded
+    whatever `pretrained` says (which may come from `pretrained=auto`); without it, `pretrained` picks between
+    torchvision's ImageNet file and the random init.
     """
     if weights_path is not None:
         path = Path(weights_path).expanduser().resolve()
-        if not pretrained:
-            raise PretrainedWeightsError(
-                f"model.weights_path={path} asks for pretrained weights but model.pretrained=false; drop one of them"
-            )
         _load_into(net, _backbone_part(_read_state_dict(path), net.backbone_name), f"weights file {path}")
         return f"local file {path}"
     if not pretrained:

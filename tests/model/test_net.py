@@ -63,6 +63,15 @@ def test_state_dict_holds_weights_only_and_reloads_to_same_outputs(images):
         assert torch.equal(clone(images)[0], net(images)[0])
 
 
+def test_from_hparams_rebuilds_the_architecture_and_ignores_other_keys():
+    hparams = {"subjects": ["cat", "dog", "owl"], "shared": 16, "dropout": 0.1, "std": (0.5, 0.5, 0.5), "lr": 0.01}
+    net = DetectiveNet.from_hparams(hparams)
+    assert linear_shapes(net.shared) == [(1280, 16)]
+    assert linear_shapes(net.subject_head) == [(16, 64), (64, 3)]
+    assert net.source_head[2].p == 0.1
+    assert torch.equal(net.std.flatten(), torch.tensor([0.5, 0.5, 0.5]))
+
+
 def test_features_then_heads_is_forward(images):
     net = DetectiveNet(3).eval()
     with torch.no_grad():

@@ -113,10 +113,11 @@ def test_unreadable_weights_file_is_refused_clearly(tmp_path, content, message):
         load_backbone_weights(DetectiveNet(2), pretrained=True, weights_path=path)
 
 
-def test_weights_path_with_pretrained_false_is_a_contradiction(tmp_path, full_state):
+def test_weights_path_is_loaded_even_when_pretrained_is_false(tmp_path, full_state):
     path = save(full_state, tmp_path / "mnv2.pth")
-    with pytest.raises(PretrainedWeightsError, match=r"model\.pretrained=false; drop one of them"):
-        load_backbone_weights(DetectiveNet(2), pretrained=False, weights_path=path)
+    net = DetectiveNet(2)
+    assert load_backbone_weights(net, pretrained=False, weights_path=path) == f"local file {path}"
+    assert_backbone_is(net, full_state)
 
 
 def test_pretrained_false_keeps_random_init_and_touches_nothing(offline_torch_home):
