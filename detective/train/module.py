@@ -121,7 +121,9 @@ class DetectiveModule(L.LightningModule):
         for collection in (self.subject_metrics[f"_{stage}"], self.source_metrics[f"_{stage}"]):
             self.log_dict({f"{stage}/{k}": m for k, m in collection.items()}, on_epoch=True, batch_size=batch_size)
         if stage != "train":
-            self.log_dict({f"{stage}/{k}": m for k, m in self.ranking_metrics[f"_{stage}"].items()}, batch_size=batch_size)
+            self.log_dict(
+                {f"{stage}/{k}": m for k, m in self.ranking_metrics[f"_{stage}"].items()}, batch_size=batch_size
+            )
         return losses["loss"]
 
     def training_step(self, batch: Batch | None, batch_idx: int) -> Tensor | None:
@@ -136,7 +138,8 @@ class DetectiveModule(L.LightningModule):
     def _log_per_subject(self, stage: str) -> None:
         accuracy = self.per_subject[f"_{stage}"].compute()
         for name, value in zip(self.subjects, accuracy, strict=True):
-            self.log(f"{stage}/source_acc/{name}", value)
+            # Already reduced across processes by the metric; sync_dist only silences Lightning's warning.
+            self.log(f"{stage}/source_acc/{name}", value, sync_dist=True)
         self.per_subject[f"_{stage}"].reset()
 
     def on_validation_epoch_end(self) -> None:

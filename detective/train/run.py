@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from detective.data.datamodule import DetectiveDataModule
 from detective.model.pretrained import load_backbone_weights
@@ -75,6 +76,17 @@ def checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
     return trainer.checkpoint_callback if isinstance(trainer.checkpoint_callback, ModelCheckpoint) else None
 
 
+def best_score(ckpt: ModelCheckpoint | None) -> float | None:
+    """The monitored metric of the best checkpoint; after spawn-based DDP only its file knows it."""
+    if ckpt is None or not ckpt.best_model_path:
+        return None
+    if ckpt.best_model_score is not None:
+        return float(ckpt.best_model_score)
+    states = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True).get("callbacks", {})
+    scores = [s.get("best_model_score") for k, s in states.items() if k.startswith("ModelCheckpoint")]
+    return float(scores[0]) if scores and scores[0] is not None else None
+
+
 def show_held_out_prediction(checkpoint: str, datamodule: DetectiveDataModule, seed: int) -> None:
     """The original ended on one prediction of a random *training* image; ours is a held-out test image."""
     from detective.predict.predictor import Predictor
@@ -93,9 +105,18 @@ def show_held_out_prediction(checkpoint: str, datamodule: DetectiveDataModule, s
         print(f"  could not predict: {result.error}")
 
 
+def save_resolved_config(cfg: DictConfig) -> Path:
+    """`config.yaml` in the run folder with every interpolation resolved: what this run really used."""
+    path = Path(cfg.paths.output_dir) / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, path, resolve=True)
+    return path
+
+
 def train(cfg: DictConfig) -> float | None:
     """Fit, test the best checkpoint, print the summary; return the monitored metric for sweepers."""
     L.seed_everything(cfg.seed, workers=True)
+    save_resolved_config(cfg)
     datamodule: DetectiveDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup()
@@ -104,7 +125,7 @@ def train(cfg: DictConfig) -> float | None:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     ckpt = checkpoint_callback(trainer)
     best = ckpt.best_model_path if ckpt and ckpt.best_model_path else None
-    score = float(ckpt.best_model_score) if ckpt and ckpt.best_model_score is not None else None
+    score = best_score(ckpt)
     if cfg.get("test"):
         metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         if trainer.is_global_zero:

@@ -28,7 +28,9 @@ def test_loss_is_weighted_ce_plus_bce_by_hand():
     assert losses["source_loss"].item() == pytest.approx(bce, rel=1e-6)
     assert losses["loss"].item() == pytest.approx(1.0 * ce + 1.5 * bce, rel=1e-6)
 
-    reweighted = make_module(subject_weight=0.5, source_weight=2.0).loss(subject_logits, source_logits, subjects, sources)
+    reweighted = make_module(subject_weight=0.5, source_weight=2.0).loss(
+        subject_logits, source_logits, subjects, sources
+    )
     assert reweighted["loss"].item() == pytest.approx(0.5 * ce + 2.0 * bce, rel=1e-6)
 
 
