@@ -7,14 +7,16 @@ and `state_dict` (the net's weights under `net.`). Nothing in it is executed.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from detective.model.net import DetectiveNet
+if TYPE_CHECKING:
+    from detective.model.net import DetectiveNet
 
 REQUIRED_HPARAMS = ("subjects", "image_size", "crop_fraction", "mean", "std", "threshold")
 NET_PREFIX = "net."
@@ -36,15 +38,33 @@ class CheckpointInfo:
     def subjects(self) -> list[str]:
         return list(self.hparams["subjects"])
 
-    def build_net(self) -> DetectiveNet:
-        """The trained net, in eval mode, on the CPU."""
-        net = DetectiveNet.from_hparams(self.hparams)
+    def build_net(self, lite: bool = True) -> torch.nn.Module:
+        """The trained net, in eval mode, on the CPU.
+
+        `lite` builds the torchvision-free twin (`lite.py`) where it covers the architecture: the same
+        numbers, without paying for importing torchvision. Otherwise (or with `lite=False`) `DetectiveNet`.
+        """
+        with self._weights_checked():
+            if lite:
+                from detective.predict.lite import build_lite_net
+
+                net = build_lite_net(self.hparams, self.state_dict)
+                if net is not None:
+                    return net
+            from detective.model.net import DetectiveNet  # imports torchvision: only where needed
+
+            full: DetectiveNet = DetectiveNet.from_hparams(self.hparams)
+            full.load_state_dict(self.state_dict)
+            return full.eval()
+
+    @contextmanager
+    def _weights_checked(self) -> Iterator[None]:
         try:
-            net.load_state_dict(self.state_dict)
-        except RuntimeError as err:
-            first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
-            raise CheckpointError(f"{self.path}: weights do not fit the saved settings ({first})") from None
-        return net.eval()
+            yield
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            reason = (lines[1] if len(lines) > 1 else lines[0] if lines else type(err).__name__)[:160]
+            raise CheckpointError(f"{self.path}: weights do not fit the saved settings ({reason})") from None
 
 
 def read_checkpoint(path: str | Path) -> CheckpointInfo:
@@ -53,7 +73,8 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} (train one with `python train.py`)")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: only the net's tensors are read from disk, not the optimizer state saved beside them.
+        raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: not a readable detective checkpoint ({reason[:160]})") from None

@@ -2,15 +2,20 @@
 
 The image goes through `eval_transform`, the very function validation and testing use, with
 the image size and crop saved in the checkpoint, so training and prediction cannot disagree.
+Decoding runs in a thread pool ahead of the forward pass (Pillow and torch both release the GIL),
+so a long list costs about what the model costs.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import torch
 from PIL import Image
@@ -45,6 +50,19 @@ class Prediction:
             f"Source: {self.source} (AI probability {self.ai_probability:.2f})"
         )
 
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON Lines record of `predict.py --json`."""
+        return {
+            "path": self.path,
+            "subject": self.subject,
+            "subject_confidence": self.subject_confidence,
+            "top_k": [{"subject": s, "probability": p} for s, p in self.top_k],
+            "ai_probability": self.ai_probability,
+            "is_ai": self.is_ai,
+            "source": self.source,
+            "threshold": self.threshold,
+        }
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -52,6 +70,12 @@ class Failure:
 
     path: str | None
     error: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "error": self.error}
+
+
+Result = Prediction | Failure
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -70,6 +94,17 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def check_threshold(threshold: float) -> float:
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+    return float(threshold)
+
+
+def default_workers() -> int:
+    """Decoding threads: enough to keep the model fed, few enough to leave it its cores."""
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
 class Predictor:
     """Holds a trained net and the settings saved with it; `predict` takes any mix of image inputs."""
 
@@ -85,17 +120,23 @@ class Predictor:
         self.device = pick_device(device)
         self.net = net.to(self.device).eval()
         self.subjects = list(subjects)
-        self.threshold = float(threshold)
+        self.threshold = check_threshold(threshold)
         self.transform = eval_transform(image_size, crop_fraction)
         self.min_side = resize_size(image_size, crop_fraction)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", threshold: float | None = None) -> Predictor:
-        """Everything comes from the checkpoint; `threshold` overrides the calibrated one."""
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", threshold: float | None = None, lite: bool = True
+    ) -> Predictor:
+        """Everything comes from the checkpoint; `threshold` overrides the calibrated one.
+
+        `lite=False` builds the net through `DetectiveNet` (and torchvision) instead of its torch-only twin;
+        the numbers are the same, only start-up is slower.
+        """
         info = read_checkpoint(path)
         hp = info.hparams
         return cls(
-            info.build_net(),
+            info.build_net(lite=lite),
             info.subjects,
             int(hp["image_size"]),
             float(hp["crop_fraction"]),
@@ -106,6 +147,12 @@ class Predictor:
     def load(self, image: ImageInput) -> torch.Tensor:
         """Decode and transform one input into the uint8 (3, S, S) tensor the net takes."""
         return self.transform(load_rgb(image, self.min_side))
+
+    def _load_or_fail(self, image: ImageInput) -> torch.Tensor | Failure:
+        try:
+            return self.load(image)
+        except ImageDecodeError as err:
+            return Failure(_name(image), str(err))
 
     @torch.inference_mode()
     def predict_tensors(self, batch: torch.Tensor, top_k: int = 3) -> list[tuple[list[tuple[str, float]], float]]:
@@ -126,23 +173,50 @@ class Predictor:
             path, subject, confidence, ranked, ai_probability, ai_probability >= self.threshold, self.threshold
         )
 
-    def predict(self, images: Iterable[ImageInput], batch_size: int = 32, top_k: int = 3) -> list[Prediction | Failure]:
+    def iter_predict(
+        self, images: Iterable[ImageInput], batch_size: int = 32, top_k: int = 3, workers: int | None = None
+    ) -> Iterator[Result]:
+        """Yield one result per input, in order, as each batch finishes; unreadable inputs become `Failure`s.
+
+        `workers` decoding threads (default: `default_workers()`; 0 decodes inline) stay up to two batches ahead.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        decoded = self._decoded(images, default_workers() if workers is None else workers, 2 * batch_size)
+        while chunk := list(islice(decoded, batch_size)):
+            good = [(i, t) for i, (_, t) in enumerate(chunk) if isinstance(t, torch.Tensor)]
+            ranked = self.predict_tensors(torch.stack([t for _, t in good]), top_k) if good else []
+            scores = dict(zip((i for i, _ in good), ranked, strict=True))
+            for i, (image, loaded) in enumerate(chunk):
+                yield self.result(_name(image), *scores[i]) if i in scores else loaded  # type: ignore[misc]
+
+    def predict(
+        self, images: Iterable[ImageInput], batch_size: int = 32, top_k: int = 3, workers: int | None = None
+    ) -> list[Result]:
         """Predict each input in order; an input that cannot be read becomes a `Failure`, not an exception."""
-        inputs = list(images)
-        out: list[Prediction | Failure | None] = [None] * len(inputs)
-        for start in range(0, len(inputs), batch_size):
-            chunk = range(start, min(start + batch_size, len(inputs)))
-            loaded = []
-            for i in chunk:
-                try:
-                    loaded.append((i, self.load(inputs[i])))
-                except ImageDecodeError as err:
-                    out[i] = Failure(_name(inputs[i]), str(err))
-            if loaded:
-                batch = torch.stack([t for _, t in loaded])
-                for (i, _), (ranked, p) in zip(loaded, self.predict_tensors(batch, top_k), strict=True):
-                    out[i] = self.result(_name(inputs[i]), ranked, p)
-        return out  # type: ignore[return-value]
+        return list(self.iter_predict(images, batch_size, top_k, workers))
+
+    def _decoded(
+        self, images: Iterable[ImageInput], workers: int, ahead: int
+    ) -> Iterator[tuple[ImageInput, torch.Tensor | Failure]]:
+        """(input, tensor or failure) in order, decoded by `workers` threads at most `ahead` inputs ahead."""
+        if workers < 1:
+            yield from ((image, self._load_or_fail(image)) for image in images)
+            return
+        pending: deque[tuple[ImageInput, Future]] = deque()
+        with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+            try:
+                for image in images:
+                    pending.append((image, pool.submit(self._load_or_fail, image)))
+                    if len(pending) > ahead:
+                        image, future = pending.popleft()
+                        yield image, future.result()
+                while pending:
+                    image, future = pending.popleft()
+                    yield image, future.result()
+            finally:  # a consumer that stops early must not wait for decodes nobody will read
+                for _, future in pending:
+                    future.cancel()
 
 
 def _name(image: ImageInput) -> str | None:

@@ -1,0 +1,199 @@
+"""predict.py speed: cold single-image start-up against the import floor, and batch throughput against the bare model.
+
+    uv run python benchmarks/bench_predict.py [--checkpoint best.ckpt] [--repeats 5] [--batch-size 32] [--device cpu]
+
+Without --checkpoint it trains a tiny one (one epoch at 224 px through `detective.train.run.train`, like the tests),
+and it writes 200 deterministic JPEGs of several sizes (phone photos, 4032x3024, included) once into
+benchmarks/results/. Cold starts are fresh processes, the variants interleaved and the median taken, because the
+machine is shared and noisy. Prints a table, writes benchmarks/results/predict.json; `run_benchmark` returns the
+same figures for other tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+# (width, height): phone photos both ways, camera/screen sizes, web sizes.
+SIZES = ((4032, 3024), (3024, 4032), (1920, 1080), (1600, 1200), (1280, 960), (1024, 768), (800, 600), (640, 480))
+
+
+def make_images(folder: Path, count: int = 200, seed: int = 0) -> list[Path]:
+    """`count` JPEGs cycling through `SIZES`: smooth colour fields plus sensor-like noise, same bytes every run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = [SIZES[i % len(SIZES)] for i in range(count)]
+    paths = [folder / f"img_{i:03d}_{w}x{h}.jpg" for i, (w, h) in enumerate(sizes)]
+    for i, (path, (w, h)) in enumerate(zip(paths, sizes, strict=True)):
+        if path.is_file():
+            continue
+        rng = np.random.default_rng(seed + i)
+        coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+        noise = rng.normal(0, 8, (h, w, 1)).astype(np.int16)
+        pixels = np.clip(np.asarray(coarse, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(path, quality=90)
+    return paths
+
+
+def make_checkpoint(workdir: Path) -> Path:
+    """A real best.ckpt: one epoch of `detective.train.run.train` at 224 px on a tiny generated tree."""
+    from hydra import compose, initialize_config_dir
+
+    from detective.train.config import register_resolvers
+    from detective.train.run import train
+
+    rng = np.random.default_rng(0)
+    data = workdir / "data"
+    for subject in ("cat", "dog", "owl"):
+        for i in range(8):
+            name = f"{subject}_{i}{'_ai' if i % 2 else ''}.png"
+            (data / subject).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(data / subject / name)
+    overrides = [
+        f"data.root={data}",
+        "data.image_size=224",
+        "data.crop_fraction=0.875",
+        "data.batch_size=16",
+        "data.num_workers=0",
+        "data.augment.crop=center",
+        "model.pretrained=false",
+        "model.freeze_epochs=0",
+        "trainer.max_epochs=1",
+        "trainer.enable_model_summary=false",
+        "~callbacks.progress_bar",
+        "+trainer.enable_progress_bar=false",
+        "test=false",
+        f"paths.output_dir={workdir / 'run'}",
+    ]
+    register_resolvers()
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        train(compose("train", overrides=overrides))
+    return workdir / "run" / "checkpoints" / "best.ckpt"
+
+
+def _seconds(code: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(code, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def cold_starts(checkpoint: Path, image: Path, repeats: int) -> dict[str, float]:
+    """Median seconds of fresh processes, interleaved: the torch+torchvision floor, torch alone, and predict.py."""
+    py = sys.executable
+    full_path = (  # predict.py as it would be if it built the net through DetectiveNet (torchvision)
+        "import detective.predict.checkpoint as c, sys; b = c.CheckpointInfo.build_net; "
+        "c.CheckpointInfo.build_net = lambda self, lite=True: b(self, lite=False); "
+        "from detective.predict.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    args = [str(image), "--checkpoint", str(checkpoint), "--device", "cpu"]
+    variants = {
+        "import torch, torchvision": [py, "-c", "import torch, torchvision"],
+        "import torch": [py, "-c", "import torch"],
+        "predict.py one.jpg": [py, str(REPO / "predict.py"), *args],
+        "predict.py, full path (torchvision)": [py, "-c", full_path, *args],
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    _seconds(variants["predict.py one.jpg"])  # warm the file cache once, for every variant alike
+    for _ in range(repeats):
+        for name, cmd in variants.items():
+            times[name].append(_seconds(cmd))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def throughput(checkpoint: Path, images: list[Path], batch_size: int, device: str, repeats: int) -> dict[str, float]:
+    """Images per second: the bare forward on ready uint8 batches vs `Predictor.predict` on the JPEG files."""
+    import torch
+
+    from detective.predict.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    size = predictor.transform(Image.new("RGB", (8, 8))).shape[-1]
+    batch = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
+    n_batches = math.ceil(len(images) / batch_size)
+
+    def bare() -> float:
+        start = time.perf_counter()
+        for _ in range(n_batches):
+            predictor.predict_tensors(batch)
+        if predictor.device.type == "cuda":
+            torch.cuda.synchronize()
+        return n_batches * batch_size / (time.perf_counter() - start)
+
+    def pipeline() -> float:
+        start = time.perf_counter()
+        results = predictor.predict(images, batch_size=batch_size)
+        assert all(hasattr(r, "subject") for r in results), "a benchmark image failed to decode"
+        return len(images) / (time.perf_counter() - start)
+
+    predictor.predict(images[:batch_size], batch_size=batch_size)  # warm-up: allocator, kernels, file cache
+    runs: dict[str, list[float]] = {"bare": [], "pipeline": []}
+    for _ in range(repeats):
+        runs["bare"].append(bare())
+        runs["pipeline"].append(pipeline())
+    return {name: statistics.median(v) for name, v in runs.items()}
+
+
+def run_benchmark(
+    checkpoint: str | Path | None = None,
+    repeats: int = 5,
+    batch_size: int = 32,
+    device: str = "cpu",
+    image_dir: str | Path = RESULTS / "predict_images",
+) -> dict[str, Any]:
+    """All figures as one dict (also what predict.json holds)."""
+    images = make_images(Path(image_dir))
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(checkpoint) if checkpoint else make_checkpoint(Path(tmp))
+        cold = cold_starts(ckpt, images[0], repeats)
+        speed = throughput(ckpt, images, batch_size, device, max(3, repeats // 2))
+    floor = cold["import torch, torchvision"]
+    return {
+        "cold_start_s": cold,
+        "cold_start_vs_floor": {name: t / floor for name, t in cold.items()},
+        "throughput_img_s": speed,
+        "throughput_ratio": speed["pipeline"] / speed["bare"],
+        "batch_size": batch_size,
+        "device": device,
+        "images": len(images),
+        "repeats": repeats,
+    }
+
+
+def print_table(r: dict[str, Any]) -> None:
+    print(f"\nCold single-image start (median of {r['repeats']} fresh processes, interleaved)")
+    for name, t in r["cold_start_s"].items():
+        print(f"  {name:<38} {t:7.2f} s  {r['cold_start_vs_floor'][name]:5.2f}x floor")
+    s = r["throughput_img_s"]
+    print(f"\nThroughput, {r['images']} JPEGs, batch {r['batch_size']}, {r['device']}")
+    print(f"  {'bare model forward':<38} {s['bare']:7.1f} img/s")
+    print(f"  {'predict (decode + transform + model)':<38} {s['pipeline']:7.1f} img/s  {r['throughput_ratio']:.0%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    result = run_benchmark(args.checkpoint, args.repeats, args.batch_size, args.device)
+    print_table(result)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "predict.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nWrote {RESULTS / 'predict.json'}")
+
+
+if __name__ == "__main__":
+    main()

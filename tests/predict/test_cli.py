@@ -1,0 +1,132 @@
+"""predict.py as a user runs it: output formats, inputs, threshold, errors and exit codes."""
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from detective.predict.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def images(tiny_tree) -> list[Path]:
+    return sorted(tiny_tree.rglob("*.png"))[:4]
+
+
+def test_text_line_per_image(trained_checkpoint, images):
+    code, out, err = run(str(images[0]), "--checkpoint", str(trained_checkpoint), "--device", "cpu")
+    assert (code, err) == (0, "")
+    line = out.strip()
+    assert line.startswith(f"{images[0]}  Object: ") and "Source: " in line and "(AI probability 0." in line
+
+
+def test_json_lines_with_top_k_and_threshold_override(trained_checkpoint, images):
+    code, out, _ = run(*map(str, images), "--checkpoint", str(trained_checkpoint), "--json", "--top-k", "2")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["path"] for r in records] == [str(p) for p in images]
+    saved = torch.load(trained_checkpoint, weights_only=True)["hyper_parameters"]["threshold"]
+    for r in records:
+        assert set(r) >= {"subject", "subject_confidence", "top_k", "ai_probability", "is_ai", "threshold"}
+        assert len(r["top_k"]) == 2
+        assert r["top_k"][0] == {"subject": r["subject"], "probability": r["subject_confidence"]}
+        assert r["threshold"] == pytest.approx(saved) and r["is_ai"] == (r["ai_probability"] >= r["threshold"])
+    _, out, _ = run(*map(str, images), "--checkpoint", str(trained_checkpoint), "--json", "--threshold", "1")
+    assert all(json.loads(line)["threshold"] == 1.0 for line in out.splitlines())
+    assert not any(json.loads(line)["is_ai"] for line in out.splitlines())
+
+
+def test_folder_and_glob_inputs(trained_checkpoint, tiny_tree):
+    pattern = str(tiny_tree / "*" / "dog_00[01].png")
+    code, out, _ = run(str(tiny_tree / "cat"), pattern, "--checkpoint", str(trained_checkpoint))
+    paths = [line.split("  Object: ")[0] for line in out.splitlines()]
+    assert code == 0 and len(paths) == 16 + 2 and all("/cat/" in p for p in paths[:16])
+    assert paths[16:] == [str(tiny_tree / "dog/dog_000.png"), str(tiny_tree / "dog/dog_001.png")]
+
+
+def test_bad_inputs_are_reported_and_good_ones_still_predicted(trained_checkpoint, images, tmp_path):
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not an image")
+    (tmp_path / "empty").mkdir()
+    args = [str(images[0]), "missing.jpg", str(notes), str(tmp_path / "empty")]
+    code, out, err = run(*args, "--checkpoint", str(trained_checkpoint))
+    assert code == 1 and out.count("Object: ") == 1
+    assert err.splitlines() == [
+        "predict.py: error: no such file: missing.jpg",
+        f"predict.py: error: {tmp_path / 'empty'}: no images in this folder (looked for "
+        ".bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp)",
+        f"predict.py: error: {notes}: cannot read image (content is not JPEG, PNG, WEBP, GIF, BMP or TIFF); "
+        "fix or remove the file",
+    ]
+    code, out, _ = run(*args, "--checkpoint", str(trained_checkpoint), "--json")
+    errors = [r for r in map(json.loads, out.splitlines()) if "error" in r]
+    assert code == 1 and [r["path"] for r in errors] == ["missing.jpg", str(tmp_path / "empty"), str(notes)]
+
+
+def test_checkpoint_errors_exit_2_with_one_line(images, tmp_path):
+    code, _, err = run(str(images[0]), "--checkpoint", str(tmp_path / "nope.ckpt"))
+    assert code == 2
+    missing = tmp_path / "nope.ckpt"
+    assert err == f"predict.py: error: checkpoint not found: {missing} (train one with `python train.py`)\n"
+    other = tmp_path / "other.ckpt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    code, _, err = run(str(images[0]), "--checkpoint", str(other))
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"predict.py: error: {other}: not a detective checkpoint")
+
+
+def test_default_checkpoint_is_the_newest_under_the_output_folder(trained_checkpoint, images, tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTIVE_OUTPUT", str(tmp_path / "out"))
+    code, out, err = run(str(images[0]))
+    assert code == 2 and out == ""
+    assert "no --checkpoint given and no trained checkpoint under" in err and "python train.py" in err
+    best = tmp_path / "out/runs/2025-01-01_00-00-00_x/checkpoints/best.ckpt"
+    best.parent.mkdir(parents=True)
+    shutil.copy(trained_checkpoint, best)
+    code, out, err = run(str(images[0]))
+    assert code == 0 and err == f"predict.py: using the newest checkpoint, {best}\n" and "Object: " in out
+
+
+def test_usage_errors_exit_2(images, capsys):
+    for argv in ([], [str(images[0]), "--threshold", "2"], [str(images[0]), "--device", "tpu"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+    assert "usage: predict.py" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_py_end_to_end_as_a_fresh_process(trained_checkpoint, images):
+    cmd = [sys.executable, "predict.py", str(images[0]), "missing.jpg", "--checkpoint", str(trained_checkpoint)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith(f"{images[0]}  Object: ") and proc.stdout.count("\n") == 1
+    assert proc.stderr == "predict.py: error: no such file: missing.jpg\n"  # no progress bar when not a terminal
+
+
+@pytest.mark.slow
+def test_prediction_path_imports_no_lightning_hydra_or_torchvision(trained_checkpoint, images):
+    script = (
+        "import sys\n"
+        "from detective.predict.cli import build_parser, main\n"
+        "assert 'torch' not in sys.modules, 'parsing must not import torch'\n"
+        f"code = main([{str(images[0])!r}, '--checkpoint', {str(trained_checkpoint)!r}, '--json'])\n"
+        "heavy = ('lightning', 'hydra', 'omegaconf', 'torchvision')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
+        "print('CODE', code, 'BAD', bad)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "CODE 0 BAD []"

@@ -1,0 +1,103 @@
+"""The Predictor gives the LightningModule's numbers on the same images, for every kind of input."""
+
+import io
+
+import pytest
+import torch
+from PIL import Image
+
+from detective.data.datamodule import DetectiveDataModule
+from detective.predict.checkpoint import CheckpointError
+from detective.predict.predictor import Failure, Prediction, Predictor
+from detective.train.module import DetectiveModule
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_checkpoint):
+    return Predictor.from_checkpoint(trained_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def val_data(trained_checkpoint, tiny_tree):
+    """The validation split exactly as training serves it (same datamodule, same eval transform)."""
+    hp = torch.load(trained_checkpoint, weights_only=True)["hyper_parameters"]
+    dm = DetectiveDataModule(str(tiny_tree), image_size=hp["image_size"], crop_fraction=hp["crop_fraction"])
+    dm.setup()
+    ds = dm.dataset("val")
+    return [str(s.path) for s in ds.samples], torch.stack([ds[i][0] for i in range(len(ds))])
+
+
+def test_same_tensors_and_probabilities_as_the_lightning_module(trained_checkpoint, predictor, val_data):
+    paths, images = val_data
+    assert torch.equal(torch.stack([predictor.load(p) for p in paths]), images)  # the shared eval transform
+    module = DetectiveModule.load_from_checkpoint(trained_checkpoint, map_location="cpu").eval()
+    with torch.inference_mode():
+        subject_logits, source_logits = module(images)
+    expected_subjects = torch.softmax(subject_logits, dim=1)
+    expected_ai = torch.sigmoid(source_logits)
+    results = predictor.predict(paths, batch_size=4, top_k=3)
+    for r, subj, ai in zip(results, expected_subjects, expected_ai, strict=True):
+        assert isinstance(r, Prediction)
+        assert dict(r.top_k) == pytest.approx({s: float(p) for s, p in zip(module.subjects, subj, strict=True)})
+        assert r.ai_probability == pytest.approx(float(ai))
+        assert r.subject == module.subjects[int(subj.argmax())]
+        assert r.threshold == pytest.approx(module.threshold)
+        assert r.is_ai == (r.ai_probability >= module.threshold)
+
+
+def test_torch_only_net_and_detective_net_give_identical_predictions(trained_checkpoint, predictor, val_data):
+    paths, _ = val_data
+    full = Predictor.from_checkpoint(trained_checkpoint, device="cpu", lite=False)
+    assert type(full.net).__name__ == "DetectiveNet" and type(predictor.net).__name__ == "LiteNet"
+    assert full.predict(paths) == predictor.predict(paths)
+
+
+def test_paths_pil_images_and_bytes_agree_and_bad_inputs_fail_in_place(predictor, tiny_tree):
+    path = next(tiny_tree.rglob("*.png"))
+    by_path, by_pil, by_bytes, bad, empty, again = predictor.predict(
+        [path, Image.open(path), path.read_bytes(), b"not an image", b"", str(path)], batch_size=2
+    )
+    assert by_path.path == str(path) and by_pil.path is None
+    assert (by_path.top_k, by_path.ai_probability) == (by_pil.top_k, by_pil.ai_probability)
+    assert (by_path.top_k, by_path.ai_probability) == (by_bytes.top_k, by_bytes.ai_probability)
+    assert isinstance(bad, Failure) and "cannot read image" in bad.error
+    assert isinstance(empty, Failure) and "empty" in empty.error
+    assert again == by_path
+
+
+def test_decoding_threads_change_nothing_but_speed(predictor, val_data):
+    paths, _ = val_data
+    assert predictor.predict(paths, batch_size=3, workers=0) == predictor.predict(paths, batch_size=3, workers=3)
+
+
+def test_threshold_override_decides_the_source(trained_checkpoint, val_data):
+    paths, _ = val_data
+    everything_ai = Predictor.from_checkpoint(trained_checkpoint, device="cpu", threshold=0.0).predict(paths)
+    assert all(r.is_ai and r.threshold == 0.0 and r.source == "AI generated" for r in everything_ai)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        Predictor.from_checkpoint(trained_checkpoint, device="cpu", threshold=1.5)
+
+
+def test_checkpoint_that_is_not_a_detective_one_is_refused(tmp_path):
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}, "epoch": 3}, other)
+    with pytest.raises(CheckpointError, match=r"other\.ckpt: not a detective checkpoint"):
+        Predictor.from_checkpoint(other)
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match=r"garbage\.ckpt: not a readable detective checkpoint"):
+        Predictor.from_checkpoint(garbage)
+
+
+def test_describe_reads_like_the_original():
+    p = Prediction("cat.jpg", "cat", 0.985, [("cat", 0.985)], 0.93, True, 0.5)
+    assert p.describe() == "Object: cat (98.5%)  Source: AI generated (AI probability 0.93)"
+    assert Failure("x.jpg", "boom").as_dict() == {"path": "x.jpg", "error": "boom"}
+
+
+def test_pil_image_input_is_not_closed_or_changed(predictor):
+    img = Image.new("RGB", (50, 40), (200, 10, 10))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    from_pil, from_bytes = predictor.predict([img, buf.getvalue()])
+    assert from_pil.top_k == from_bytes.top_k and img.size == (50, 40)
