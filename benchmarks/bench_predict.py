@@ -112,12 +112,19 @@ def cold_starts(checkpoint: Path, image: Path, repeats: int) -> dict[str, float]
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def throughput(checkpoint: Path, images: list[Path], batch_size: int, device: str, repeats: int) -> dict[str, float]:
-    """Images per second: the bare forward on ready uint8 batches vs `Predictor.predict` on the JPEG files."""
+def throughput(
+    checkpoint: Path, images: list[Path], batch_size: int, device: str, repeats: int, threads: int | None = None
+) -> dict[str, float]:
+    """Images per second: the bare forward on ready uint8 batches vs `Predictor.predict` on the JPEG files.
+
+    `threads` sets torch's CPU threads for both (default: torch's own choice).
+    """
     import torch
 
     from detective.predict.predictor import Predictor
 
+    if threads:
+        torch.set_num_threads(threads)
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     size = predictor.transform(Image.new("RGB", (8, 8))).shape[-1]
     batch = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
@@ -151,13 +158,14 @@ def run_benchmark(
     batch_size: int = 32,
     device: str = "cpu",
     image_dir: str | Path = RESULTS / "predict_images",
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """All figures as one dict (also what predict.json holds)."""
     images = make_images(Path(image_dir))
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(checkpoint) if checkpoint else make_checkpoint(Path(tmp))
         cold = cold_starts(ckpt, images[0], repeats)
-        speed = throughput(ckpt, images, batch_size, device, max(3, repeats // 2))
+        speed = throughput(ckpt, images, batch_size, device, max(3, repeats // 2), threads)
     floor = cold["import torch, torchvision"]
     return {
         "cold_start_s": cold,
@@ -166,6 +174,7 @@ def run_benchmark(
         "throughput_ratio": speed["pipeline"] / speed["bare"],
         "batch_size": batch_size,
         "device": device,
+        "torch_threads": threads,
         "images": len(images),
         "repeats": repeats,
     }
@@ -176,7 +185,8 @@ def print_table(r: dict[str, Any]) -> None:
     for name, t in r["cold_start_s"].items():
         print(f"  {name:<38} {t:7.2f} s  {r['cold_start_vs_floor'][name]:5.2f}x floor")
     s = r["throughput_img_s"]
-    print(f"\nThroughput, {r['images']} JPEGs, batch {r['batch_size']}, {r['device']}")
+    threads = r["torch_threads"] or "default"
+    print(f"\nThroughput, {r['images']} JPEGs, batch {r['batch_size']}, {r['device']}, torch threads {threads}")
     print(f"  {'bare model forward':<38} {s['bare']:7.1f} img/s")
     print(f"  {'predict (decode + transform + model)':<38} {s['pipeline']:7.1f} img/s  {r['throughput_ratio']:.0%}")
 
@@ -187,8 +197,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads for the throughput part")
     args = parser.parse_args()
-    result = run_benchmark(args.checkpoint, args.repeats, args.batch_size, args.device)
+    result = run_benchmark(args.checkpoint, args.repeats, args.batch_size, args.device, threads=args.threads)
     print_table(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "predict.json").write_text(json.dumps(result, indent=2) + "\n")
