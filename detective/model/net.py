@@ -14,7 +14,6 @@ from itertools import chain
 from typing import Any
 
 import torch
-import torchvision
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -31,6 +30,8 @@ class BackboneSpec:
 
 
 def _mobilenet_v2_trunk() -> nn.Module:
+    import torchvision  # here, not at the top: it costs seconds, and prediction can do without it
+
     # weights=None: pretrained weights are loaded by `pretrained.py`, so rebuilding from a checkpoint never
     # needs the network.
     return torchvision.models.mobilenet_v2(weights=None).features
@@ -75,7 +76,9 @@ class DetectiveNet(nn.Module):
         dropout: float = 0.3,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        trunk: nn.Module | None = None,
     ) -> None:
+        """`trunk`: a ready-made backbone of the same layout (e.g. the torchvision-free inference twin)."""
         super().__init__()
         _check_positive(
             num_subjects=num_subjects, shared=shared, subject_hidden=subject_hidden, source_hidden=source_hidden
@@ -93,7 +96,7 @@ class DetectiveNet(nn.Module):
         # learned weights only.
         self.register_buffer("mean", torch.tensor([float(v) for v in mean]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([float(v) for v in std]).view(1, 3, 1, 1), persistent=False)
-        self.backbone = spec.build()
+        self.backbone = spec.build() if trunk is None else trunk
         self.shared = nn.Sequential(nn.Linear(spec.feature_dim, shared), nn.ReLU())
         self.subject_head = nn.Sequential(
             nn.Linear(shared, subject_hidden), nn.ReLU(), nn.Linear(subject_hidden, num_subjects)
@@ -103,10 +106,11 @@ class DetectiveNet(nn.Module):
         )
 
     @classmethod
-    def from_hparams(cls, hparams: Mapping[str, Any]) -> DetectiveNet:
+    def from_hparams(cls, hparams: Mapping[str, Any], trunk: nn.Module | None = None) -> DetectiveNet:
         """Build from saved hyperparameters (a checkpoint's), ignoring the keys that are not the net's."""
         return cls(
             len(hparams["subjects"]),
+            trunk=trunk,
             **{k: hparams[k] for k in ARCHITECTURE_KEYS if k in hparams},
         )
 

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from detective.model.net import DetectiveNet
+from detective.predict.lite import build_lite_net
+
 if TYPE_CHECKING:
     from detective.model.net import DetectiveNet
 
@@ -41,19 +44,14 @@ class CheckpointInfo:
     def build_net(self, lite: bool = True) -> torch.nn.Module:
         """The trained net, in eval mode, on the CPU.
 
-        `lite` builds the torchvision-free twin (`lite.py`) where it covers the architecture: the same
-        numbers, without paying for importing torchvision. Otherwise (or with `lite=False`) `DetectiveNet`.
+        `lite` uses the torchvision-free trunk twin (`lite.py`) where it covers the backbone: the same
+        numbers, without paying for importing torchvision. Otherwise (or with `lite=False`) torchvision's.
         """
         with self._weights_checked():
-            if lite:
-                from detective.predict.lite import build_lite_net
-
-                net = build_lite_net(self.hparams, self.state_dict)
-                if net is not None:
-                    return net
-            from detective.model.net import DetectiveNet  # imports torchvision: only where needed
-
-            full: DetectiveNet = DetectiveNet.from_hparams(self.hparams)
+            net = build_lite_net(self.hparams, self.state_dict) if lite else None
+            if net is not None:
+                return net
+            full = DetectiveNet.from_hparams(self.hparams)
             full.load_state_dict(self.state_dict)
             return full.eval()
 

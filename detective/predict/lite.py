@@ -1,4 +1,4 @@
-"""An inference-only twin of `DetectiveNet(backbone="mobilenet_v2")` built from plain `torch.nn`.
+"""A torch-only twin of torchvision's MobileNetV2 trunk, for `DetectiveNet` at prediction time.
 
 Why it exists: `import torchvision` costs about as much as `import torch` again, and a single-image
 `predict.py` call is mostly start-up. This module needs torch alone, takes the very same state dict
@@ -10,17 +10,18 @@ come from the checkpoint through `weights_only` loading: nothing executable is e
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from detective.model.net import DetectiveNet
+
 # torchvision's MobileNetV2 (width 1.0): expansion t, channels c, repeats n, first stride s.
 _MOBILENET_V2_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2))
 _MOBILENET_V2_LAST_BLOCK = (6, 320, 1, 1)
 _MOBILENET_V2_FEATURES = 1280
-_HEAD_KEYS = ("subjects", "shared", "subject_hidden", "source_hidden", "mean", "std")
 
 
 def _conv_bn_relu6(inp: int, out: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
@@ -57,52 +58,12 @@ def _mobilenet_v2_features() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class LiteNet(nn.Module):
-    """Same layout and forward as `DetectiveNet` (eval mode): uint8 [B, 3, H, W] -> (subject logits, source logits)."""
-
-    def __init__(
-        self,
-        num_subjects: int,
-        shared: int,
-        subject_hidden: int,
-        source_hidden: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-    ) -> None:
-        super().__init__()
-        self.backbone = _mobilenet_v2_features()
-        self.shared = nn.Sequential(nn.Linear(_MOBILENET_V2_FEATURES, shared), nn.ReLU())
-        self.subject_head = nn.Sequential(
-            nn.Linear(shared, subject_hidden), nn.ReLU(), nn.Linear(subject_hidden, num_subjects)
-        )
-        # Index 2 held the dropout, which does nothing at inference; Identity keeps the parameter names.
-        self.source_head = nn.Sequential(
-            nn.Linear(shared, source_hidden), nn.ReLU(), nn.Identity(), nn.Linear(source_hidden, 1)
-        )
-        self.mean = [float(v) for v in mean]
-        self.std = [float(v) for v in std]
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        scale = 255.0 if x.dtype == torch.uint8 else 1.0
-        features = nn.functional.adaptive_avg_pool2d(self.backbone((x.float() / scale - mean) / std), 1).flatten(1)
-        h = self.shared(features)
-        return self.subject_head(h), self.source_head(h).squeeze(-1)
-
-
-def build_lite_net(hparams: Mapping[str, Any], state_dict: Mapping[str, Tensor]) -> LiteNet | None:
-    """The trained net without torchvision, or None where this twin does not cover the architecture."""
-    if hparams.get("backbone") != "mobilenet_v2" or not all(k in hparams for k in _HEAD_KEYS):
+def build_lite_net(hparams: Mapping[str, Any], state_dict: Mapping[str, Tensor]) -> DetectiveNet | None:
+    """The trained `DetectiveNet` with this torch-only trunk, or None where the twin does not cover the backbone."""
+    if hparams.get("backbone", "mobilenet_v2") != "mobilenet_v2":
         return None
-    with torch.device("meta"):  # no random init: every tensor is replaced by the checkpoint's
-        net = LiteNet(
-            len(hparams["subjects"]),
-            int(hparams["shared"]),
-            int(hparams["subject_hidden"]),
-            int(hparams["source_hidden"]),
-            hparams["mean"],
-            hparams["std"],
-        )
+    with torch.device("meta"):  # no random init: every trunk tensor is replaced by the checkpoint's
+        trunk = _mobilenet_v2_features()
+    net = DetectiveNet.from_hparams(hparams, trunk=trunk)
     net.load_state_dict(state_dict, strict=True, assign=True)
     return net.eval()
