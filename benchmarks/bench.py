@@ -1,0 +1,461 @@
+"""Where detective stands against the original TensorFlow figures, measured in one run.
+
+    uv run python benchmarks/bench.py [--quick] [--repeats N] [--out results/bench.json] [--skip predict,train]
+
+Sections (names for --skip): `loader` (detective's data pipeline vs a naive PIL + DataLoader, on generated 256x256,
+640x480 and 4032x3024 JPEG sets), `model` (forward, frozen-backbone and full training steps of DetectiveNet vs the
+bare torchvision MobileNetV2, eager, batch 32, 224 px, float32), `train` (end-to-end `train.py` on the demo recipe),
+`predict` (predict.py cold start, via bench_predict.py), `gpu` (bf16 training at batch 256 and whether the GPU waits
+on data; only where CUDA is present). Every figure is a median of repeats after a warm-up, baseline and detective
+interleaved, because the machine is shared and noisy. Prints a table and writes JSON. Nothing here asserts timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from PIL import Image
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # detective and bench_predict, however this file is started
+
+from detective.data.dataset import ImageDataset, collate_skip_failed  # noqa: E402
+from detective.data.scan import Sample  # noqa: E402
+from detective.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, resize_size  # noqa: E402
+from detective.model.net import DetectiveNet, freeze_backbone  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+SECTIONS = ("loader", "model", "train", "predict", "gpu")
+IMAGE_SIZE, BATCH, WORKERS = 224, 32, 2
+
+# The original's figures on a 2-core machine (medians, batch 32, 224x224, float32), img/s.
+ORIGINAL_TF = {
+    "loader 256x256": 4083,
+    "loader 640x480": 1643,
+    "loader 4032x3024": 59,
+    "forward": 201,
+    "train step, backbone frozen": 185,
+    "train step, full fine-tuning": 35,
+}
+# (name, width, height, images in the default run, in --quick)
+JPEG_SETS = (("256x256", 256, 256, 256, 96), ("640x480", 640, 480, 256, 96), ("4032x3024", 4032, 3024, 48, 16))
+
+
+@dataclass
+class Row:
+    """One line of the table: detective's figure, its baseline's, and the original's where it published one."""
+
+    stage: str
+    detective: float
+    baseline: float | None = None
+    unit: str = "img/s"
+
+    def as_dict(self) -> dict[str, Any]:
+        tf = ORIGINAL_TF.get(self.stage)
+        return {
+            "stage": self.stage,
+            "unit": self.unit,
+            "detective": self.detective,
+            "baseline": self.baseline,
+            "ratio": self.detective / self.baseline if self.baseline else None,
+            "original_tf": tf,
+            "vs_original": self.detective / tf if tf else None,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------- JPEG sets
+
+
+def make_jpegs(folder: Path, width: int, height: int, count: int, seed: int = 0) -> list[Path]:
+    """`count` JPEGs of one size: smooth colour fields plus sensor-like noise (realistic file sizes), same bytes
+    every run; existing files are reused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"img_{i:03d}.jpg" for i in range(count)]
+    for i, path in enumerate(paths):
+        if path.is_file():
+            continue
+        rng = np.random.default_rng(seed + i)
+        coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC)
+        noise = rng.normal(0, 8, (height, width, 1)).astype(np.int16)
+        pixels = np.clip(np.asarray(coarse, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+        tmp = path.with_suffix(".tmp")
+        Image.fromarray(pixels).save(tmp, format="JPEG", quality=90)
+        tmp.replace(path)  # atomic: an interrupted run never leaves a half-written image behind
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------- loader
+
+
+class NaiveDataset(Dataset):
+    """The plain-PyTorch first try: PIL open -> RGB -> resize to 224x224 -> ToTensor -> Normalize."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        from torchvision import transforms
+
+        self.paths = paths
+        self.transform = transforms.Compose(
+            [
+                transforms.Resize((IMAGE_SIZE, IMAGE_SIZE)),
+                transforms.ToTensor(),
+                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        with Image.open(self.paths[i]) as im:
+            return self.transform(im.convert("RGB")), 0
+
+
+def detective_loader(paths: list[Path]) -> DataLoader:
+    """Detective's pipeline as training and evaluation use it: JPEG draft decode, resize, crop, uint8 batches."""
+    samples = [Sample(path=p, subject="x", is_ai=False) for p in paths]
+    dataset = ImageDataset(samples, ["x"], eval_transform(IMAGE_SIZE), resize_size(IMAGE_SIZE))
+    return DataLoader(dataset, batch_size=BATCH, num_workers=WORKERS, collate_fn=collate_skip_failed)
+
+
+def naive_loader(paths: list[Path]) -> DataLoader:
+    return DataLoader(NaiveDataset(paths), batch_size=BATCH, num_workers=WORKERS)
+
+
+def epoch_rate(loader: DataLoader) -> float:
+    """Images per second over one full epoch (worker start-up included, as every epoch of a real run pays it)."""
+    start = time.perf_counter()
+    n = sum(len(batch[0]) for batch in loader)
+    return n / (time.perf_counter() - start)
+
+
+def interleaved(variants: dict[str, Callable[[], float]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median of `repeats` runs of each variant after `warmup` runs, taken in turns so that noise hits all alike."""
+    runs: dict[str, list[float]] = {name: [] for name in variants}
+    for i in range(warmup + repeats):
+        for name, fn in variants.items():
+            value = fn()
+            if i >= warmup:
+                runs[name].append(value)
+    return {name: statistics.median(v) for name, v in runs.items()}
+
+
+def bench_loader(quick: bool, repeats: int) -> list[Row]:
+    rows = []
+    for name, w, h, count, quick_count in JPEG_SETS:
+        paths = make_jpegs(RESULTS / "bench_images" / name, w, h, quick_count if quick else count)
+        print(f"loader {name}: {len(paths)} JPEGs ...", flush=True)
+        ours, naive = detective_loader(paths), naive_loader(paths)
+        variants = {"detective": lambda a=ours: epoch_rate(a), "naive": lambda b=naive: epoch_rate(b)}
+        rates = interleaved(variants, repeats)
+        rows.append(Row(f"loader {name}", rates["detective"], rates["naive"]))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------- model
+
+
+def bare_mobilenet() -> torch.nn.Module:
+    import torchvision
+
+    return torchvision.models.mobilenet_v2(weights=None)
+
+
+def detective_net() -> DetectiveNet:
+    return DetectiveNet(4)
+
+
+def make_step(net: torch.nn.Module, detective: bool, mode: str, batch: int, device: str, bf16: bool = False):
+    """A closure running one forward (mode "forward") or training step ("frozen", "full") on a fixed batch.
+
+    Detective takes uint8 batches and normalises inside; the bare model takes float batches already normalised
+    (what the naive loader hands it). Loss: detective's two heads (CE + 1.5 BCE), the bare model's CE.
+    """
+    net = net.to(device)
+    shape = (batch, 3, IMAGE_SIZE, IMAGE_SIZE)
+    images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
+    if not detective:
+        images = torch.randn(shape, device=device)
+    subjects = torch.randint(0, 4, (batch,), device=device)
+    sources = torch.randint(0, 2, (batch,), device=device).float()
+
+    if mode == "forward":
+        net.eval()
+
+        def forward() -> None:
+            with torch.inference_mode(), torch.autocast(device, torch.bfloat16, enabled=bf16):
+                net(images)
+
+        return forward
+
+    net.train()
+    if mode == "frozen":
+        if detective:
+            freeze_backbone(net)
+        else:
+            net.features.requires_grad_(False)
+            net.features.eval()
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-3, weight_decay=1e-4)
+
+    def step(x: torch.Tensor = images) -> None:
+        with torch.autocast(device, torch.bfloat16, enabled=bf16):
+            if detective:
+                subject_logits, source_logits = net(x)
+                loss = F.cross_entropy(subject_logits, subjects[: len(x)]) + 1.5 * F.binary_cross_entropy_with_logits(
+                    source_logits.float(), sources[: len(x)]
+                )
+            else:
+                loss = F.cross_entropy(net(x), subjects[: len(x)])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def step_rate(step: Callable[[], None], batch: int, steps: int, device: str) -> float:
+    """Images per second: the median step time of `steps` timed steps."""
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def bench_model(quick: bool, repeats: int) -> list[Row]:
+    """Forward and training throughput; each repeat times a few steps per variant, the variants in turns."""
+    stages = {"forward": "forward", "frozen": "train step, backbone frozen", "full": "train step, full fine-tuning"}
+    steps = 2 if quick else 3
+    rows = []
+    for mode, stage in stages.items():
+        print(f"model {mode} ...", flush=True)
+        torch.manual_seed(0)
+        ours = make_step(detective_net(), True, mode, BATCH, "cpu")
+        bare = make_step(bare_mobilenet(), False, mode, BATCH, "cpu")
+        rates = interleaved(
+            {
+                "detective": lambda s=ours: step_rate(s, BATCH, steps, "cpu"),
+                "bare": lambda s=bare: step_rate(s, BATCH, steps, "cpu"),
+            },
+            repeats,
+        )
+        rows.append(Row(stage, rates["detective"], rates["bare"]))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------- train.py
+
+
+class EpochTimer(Callback):
+    """Wall time and image count of each training epoch (validation excluded), written to `out` as JSON."""
+
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+        self.epochs: list[dict[str, float]] = []
+        self._start = 0.0
+        self._images = 0
+        self._end: float | None = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start, self._images, self._end = time.perf_counter(), 0, None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._images += len(batch[0]) if batch is not None else 0
+        self._end = time.perf_counter()  # the last training batch ends the epoch's training part
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.epochs.append({"seconds": (self._end or time.perf_counter()) - self._start, "images": self._images})
+        self.out.write_text(json.dumps(self.epochs))
+
+
+def bench_train(quick: bool) -> list[Row]:
+    """`train.py`'s demo recipe in-process for a few epochs; img/s of the training part, first epoch excluded."""
+    from hydra import compose, initialize_config_dir
+
+    from detective.train.config import register_resolvers
+    from detective.train.run import train
+
+    epochs = 2 if quick else 4
+    print(f"train.py demo recipe, {epochs} epochs ...", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        timing = Path(tmp) / "epochs.json"
+        overrides = [
+            f"trainer.max_epochs={epochs}",
+            "trainer.enable_model_summary=false",
+            "+trainer.enable_progress_bar=false",
+            "~callbacks.progress_bar",
+            "~callbacks.early_stopping",
+            "test=false",
+            f"paths.output_dir={tmp}/run",
+            "+callbacks.bench_timer._target_=bench.EpochTimer",
+            f"+callbacks.bench_timer.out={timing}",
+        ]
+        register_resolvers()
+        with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=overrides)
+        train(cfg)
+        measured = json.loads(timing.read_text())[1:]
+    rate = statistics.median(e["images"] / e["seconds"] for e in measured)
+    return [Row(f"train.py demo ({cfg.data.image_size} px, batch {cfg.data.batch_size})", rate)]
+
+
+# ---------------------------------------------------------------------------------------------------- predict.py
+
+
+def bench_predict(repeats: int) -> tuple[list[Row], dict[str, Any]]:
+    from bench_predict import run_benchmark
+
+    print("predict.py cold start (bench_predict) ...", flush=True)
+    result = run_benchmark(repeats=repeats)
+    cold = result["cold_start_s"]
+    rows = [
+        Row("predict.py one.jpg, cold", cold["predict.py one.jpg"], cold["import torch, torchvision"], "s"),
+        Row(
+            "predict (decode+model)",
+            result["throughput_img_s"]["pipeline"],
+            result["throughput_img_s"]["bare"],
+        ),
+    ]
+    return rows, result
+
+
+# ---------------------------------------------------------------------------------------------------- GPU
+
+
+def bench_gpu(quick: bool, repeats: int) -> list[Row]:
+    """bf16 training at batch 256, and the share of wall time the GPU computes while detective's loader feeds it."""
+    batch, steps = 256, 3 if quick else 5
+    rows = []
+    for mode in ("frozen", "full"):
+        ours = make_step(detective_net(), True, mode, batch, "cuda", bf16=True)
+        bare = make_step(bare_mobilenet(), False, mode, batch, "cuda", bf16=True)
+        rates = interleaved(
+            {
+                "detective": lambda s=ours: step_rate(s, batch, steps, "cuda"),
+                "bare": lambda s=bare: step_rate(s, batch, steps, "cuda"),
+            },
+            repeats,
+        )
+        rows.append(Row(f"GPU bf16 batch {batch}, {mode}", rates["detective"], rates["bare"]))
+    rows.append(Row("GPU busy share, loader-fed (640x480)", gpu_busy_share(batch), unit="%"))
+    return rows
+
+
+def gpu_busy_share(batch: int) -> float:
+    """Percent of one epoch's wall time the GPU spends in training steps (CUDA events) while the loader feeds it."""
+    name, w, h, count, _ = JPEG_SETS[1]
+    paths = make_jpegs(RESULTS / "bench_images" / name, w, h, count)
+    samples = [Sample(path=p, subject="x", is_ai=False) for p in paths] * max(1, 4 * batch // len(paths))
+    dataset = ImageDataset(samples, ["x"], eval_transform(IMAGE_SIZE), resize_size(IMAGE_SIZE))
+    workers = os.cpu_count() or WORKERS
+    loader = DataLoader(dataset, batch_size=batch, num_workers=workers, collate_fn=collate_skip_failed, pin_memory=True)
+    step = make_step(detective_net(), True, "full", batch, "cuda", bf16=True)
+    step()  # warm-up
+    events = []
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for images, _, _ in loader:
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        step(images.to("cuda", non_blocking=True))
+        end.record()
+        events.append((begin, end))
+    torch.cuda.synchronize()
+    wall = time.perf_counter() - start
+    busy = sum(b.elapsed_time(e) for b, e in events) / 1000
+    return 100 * busy / wall
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}{unit}" if unit in ("s", "x") else f"{value:,.1f}{unit}"
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    header = f"{'stage':<42} {'detective':>11} {'baseline':>11} {'ratio':>7} {'original TF':>11} {'vs original':>11}"
+    print("\n" + header + "\n" + "-" * len(header))
+    for r in rows:
+        unit = {"img/s": "", "s": "s", "%": "%"}[r["unit"]]
+        print(
+            f"{r['stage']:<42} {_fmt(r['detective'], unit):>11} {_fmt(r['baseline'], unit):>11} "
+            f"{_fmt(r['ratio'], 'x'):>7} {_fmt(r['original_tf']):>11} {_fmt(r['vs_original'], 'x'):>11}"
+        )
+    print("img/s unless marked; ratio = detective / baseline; vs original = detective / original TF (higher is better")
+    print("except for seconds). Baselines: naive PIL + DataLoader, bare torchvision MobileNetV2, import torch floor.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller image sets and fewer repeats (~2 minutes)")
+    parser.add_argument("--repeats", type=int, help="timed repeats per figure (default 3, quick 2)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "bench.json")
+    parser.add_argument("--skip", default="", help=f"comma-separated sections to skip: {','.join(SECTIONS)}")
+    args = parser.parse_args(argv)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if unknown := skip - set(SECTIONS):
+        parser.error(f"unknown section(s) in --skip: {', '.join(sorted(unknown))}; use {', '.join(SECTIONS)}")
+    repeats = args.repeats or (2 if args.quick else 3)
+
+    rows: list[Row] = []
+    extra: dict[str, Any] = {}
+    if "loader" not in skip:
+        rows += bench_loader(args.quick, repeats)
+    if "model" not in skip:
+        rows += bench_model(args.quick, repeats)
+    if "train" not in skip:
+        rows += bench_train(args.quick)
+    if "predict" not in skip:
+        if args.quick:
+            print("predict: skipped in --quick (bench_predict has no cold-start-only mode)")
+        else:
+            predict_rows, extra["predict"] = bench_predict(repeats)
+            rows += predict_rows
+    if "gpu" not in skip:
+        if torch.cuda.is_available():
+            rows += bench_gpu(args.quick, repeats)
+        else:
+            print("no GPU: skipped")
+
+    table = [r.as_dict() for r in rows]
+    print_table(table)
+    report = {"machine": machine(), "quick": args.quick, "repeats": repeats, "rows": table, **extra}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nWrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
