@@ -130,15 +130,18 @@ def detective_loader(paths: list[Path]) -> DataLoader:
     """Detective's pipeline as training and evaluation use it: JPEG draft decode, resize, crop, uint8 batches."""
     samples = [Sample(path=p, subject="x", is_ai=False) for p in paths]
     dataset = ImageDataset(samples, ["x"], eval_transform(IMAGE_SIZE), resize_size(IMAGE_SIZE))
-    return DataLoader(dataset, batch_size=BATCH, num_workers=WORKERS, collate_fn=collate_skip_failed)
+    return DataLoader(
+        dataset, batch_size=BATCH, num_workers=WORKERS, collate_fn=collate_skip_failed, persistent_workers=True
+    )
 
 
 def naive_loader(paths: list[Path]) -> DataLoader:
-    return DataLoader(NaiveDataset(paths), batch_size=BATCH, num_workers=WORKERS)
+    return DataLoader(NaiveDataset(paths), batch_size=BATCH, num_workers=WORKERS, persistent_workers=True)
 
 
 def epoch_rate(loader: DataLoader) -> float:
-    """Images per second over one full epoch (worker start-up included, as every epoch of a real run pays it)."""
+    """Images per second over one full epoch. Workers persist (as in detective's datamodule) and the warm-up
+    epoch starts them, so the figure is the steady state the original's tf.data numbers describe."""
     start = time.perf_counter()
     n = sum(len(batch[0]) for batch in loader)
     return n / (time.perf_counter() - start)
@@ -363,16 +366,18 @@ def gpu_busy_share(batch: int) -> float:
     """Percent of one epoch's wall time the GPU spends in training steps (CUDA events) while the loader feeds it."""
     name, w, h, count, _ = JPEG_SETS[1]
     paths = make_jpegs(RESULTS / "bench_images" / name, w, h, count)
-    samples = [Sample(path=p, subject="x", is_ai=False) for p in paths] * max(1, 4 * batch // len(paths))
-    dataset = ImageDataset(samples, ["x"], eval_transform(IMAGE_SIZE), resize_size(IMAGE_SIZE))
     workers = os.cpu_count() or WORKERS
+    samples = [Sample(path=p, subject="x", is_ai=False) for p in paths] * max(1, 4 * workers * batch // len(paths))
+    dataset = ImageDataset(samples, ["x"], eval_transform(IMAGE_SIZE), resize_size(IMAGE_SIZE))
     loader = DataLoader(dataset, batch_size=batch, num_workers=workers, collate_fn=collate_skip_failed, pin_memory=True)
     step = make_step(detective_net(), True, "full", batch, "cuda", bf16=True)
     step()  # warm-up
     events = []
+    batches = iter(loader)
+    step(next(batches)[0].to("cuda"))  # worker start-up and the first batch are not the steady state
     torch.cuda.synchronize()
     start = time.perf_counter()
-    for images, _, _ in loader:
+    for images, _, _ in batches:
         begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         begin.record()
         step(images.to("cuda", non_blocking=True))
@@ -392,6 +397,7 @@ def machine() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "load_average_1_5_15": os.getloadavg(),  # other work on a shared machine skews every figure
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
@@ -431,27 +437,33 @@ def main(argv: list[str] | None = None) -> None:
 
     rows: list[Row] = []
     extra: dict[str, Any] = {}
-    if "loader" not in skip:
-        rows += bench_loader(args.quick, repeats)
-    if "model" not in skip:
-        rows += bench_model(args.quick, repeats)
-    if "train" not in skip:
-        rows += bench_train(args.quick)
-    if "predict" not in skip:
-        if args.quick:
+    seconds: dict[str, float] = {}
+    for section in SECTIONS:
+        start = time.perf_counter()
+        if section in skip:
+            continue
+        if section == "loader":
+            rows += bench_loader(args.quick, repeats)
+        elif section == "model":
+            rows += bench_model(args.quick, repeats)
+        elif section == "train":
+            rows += bench_train(args.quick)
+        elif section == "predict" and args.quick:
             print("predict: skipped in --quick (bench_predict has no cold-start-only mode)")
-        else:
+        elif section == "predict":
             predict_rows, extra["predict"] = bench_predict(repeats)
             rows += predict_rows
-    if "gpu" not in skip:
-        if torch.cuda.is_available():
+        elif section == "gpu" and torch.cuda.is_available():
             rows += bench_gpu(args.quick, repeats)
-        else:
+        elif section == "gpu":
             print("no GPU: skipped")
+        seconds[section] = round(time.perf_counter() - start, 1)
 
     table = [r.as_dict() for r in rows]
     print_table(table)
-    report = {"machine": machine(), "quick": args.quick, "repeats": repeats, "rows": table, **extra}
+    print(f"Seconds per section: {seconds}")
+    report = {"machine": machine(), "quick": args.quick, "repeats": repeats, "section_seconds": seconds}
+    report.update(rows=table, **extra)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nWrote {args.out}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +117,7 @@ class DetectiveDataModule(L.LightningDataModule):
 def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
     """Hydra hands over DictConfig/ListConfig; dataclasses want plain values."""
     return {
-        k: tuple(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "ListConfig" else v
+        k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v  # ListConfig is a Sequence
         for k, v in mapping.items()
     }
 

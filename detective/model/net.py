@@ -17,8 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from detective.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # the statistics the backbone was trained on
 
 
 @dataclass(frozen=True)

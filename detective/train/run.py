@@ -89,7 +89,7 @@ def best_score(ckpt: ModelCheckpoint | None) -> float | None:
 
 def show_held_out_prediction(checkpoint: str, datamodule: DetectiveDataModule, seed: int) -> None:
     """The original ended on one prediction of a random *training* image; ours is a held-out test image."""
-    from detective.predict.predictor import Predictor
+    from detective.predict.predictor import Prediction, Predictor
 
     test = datamodule.splits.get("test") or []
     if not test:
@@ -99,7 +99,7 @@ def show_held_out_prediction(checkpoint: str, datamodule: DetectiveDataModule, s
     (result,) = Predictor.from_checkpoint(checkpoint, device="cpu").predict([sample.path])
     truth = f"{sample.subject}, {'AI generated' if sample.is_ai else 'real photo'}"
     print(f"\nHeld-out test image: {sample.path}  (truth: {truth})")
-    if hasattr(result, "describe"):
+    if isinstance(result, Prediction):
         print(f"  {result.describe().replace('  Source', chr(10) + '  Source')}")
     else:
         print(f"  could not predict: {result.error}")
