@@ -58,6 +58,7 @@ class DetectiveDataModule(L.LightningDataModule):
         self.report: AuditReport | None = None
         self.splits: dict[str, list] = {}
         self.subjects: list[str] = []
+        self._datasets: dict[str, ImageDataset] = {}
 
     def data_root(self) -> Path:
         """The folder to train on: `root`, or the demo set (generated into the cache on first use)."""
@@ -83,7 +84,13 @@ class DetectiveDataModule(L.LightningDataModule):
         self.subjects = self.report.subjects
 
     def dataset(self, split: str) -> ImageDataset:
-        """The dataset of one split, with the train or the shared eval transform."""
+        """The dataset of one split, with the train or the shared eval transform; built once, so a file
+        that fails to decode is reported once, not every epoch."""
+        if split not in self._datasets:
+            self._datasets[split] = self._build_dataset(split)
+        return self._datasets[split]
+
+    def _build_dataset(self, split: str) -> ImageDataset:
         if split == "train":
             transform = train_transform(self.image_size, self.augment, self.crop_fraction)
         else:
