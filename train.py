@@ -3,6 +3,8 @@
 With no arguments it trains on the built-in demo data set, on the CPU, offline. See README.md.
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -13,9 +15,12 @@ register_resolvers()
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    from detective.train.run import train
+    from detective.train.run import USER_ERRORS, train
 
-    return train(cfg)
+    try:
+        return train(cfg)
+    except USER_ERRORS as err:  # bad data, paths, weights or devices: one line, no traceback
+        sys.exit(f"train.py: error: {err}")
 
 
 if __name__ == "__main__":

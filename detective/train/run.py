@@ -17,11 +17,27 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from detective.data.audit import DataError
 from detective.data.datamodule import DetectiveDataModule
-from detective.model.pretrained import load_backbone_weights
+from detective.model.pretrained import PretrainedWeightsError, load_backbone_weights
 from detective.train.checkpoint_io import AtomicCheckpointIO
 from detective.train.config import plain
 from detective.train.module import DetectiveModule
+
+
+class NoDeviceError(RuntimeError):
+    """The trainer config asks for an accelerator this machine does not have."""
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """`trainer=gpu` on a machine without CUDA: say so plainly instead of a Lightning stack trace."""
+    if cfg.trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise NoDeviceError(f"trainer={cfg.trainer.accelerator} but no CUDA GPU is visible here; use trainer=cpu")
+
+
+# Errors whose message tells the user what to fix; train.py prints them as one line.
+USER_ERRORS = (DataError, PretrainedWeightsError, FileNotFoundError, NotADirectoryError, NoDeviceError)
+
 
 # Keys of the `model` config that steer the run but are not LightningModule hyperparameters.
 RUN_ONLY_MODEL_KEYS = ("pretrained", "weights_path", "balance_source")
@@ -115,6 +131,7 @@ def save_resolved_config(cfg: DictConfig) -> Path:
 
 def train(cfg: DictConfig) -> float | None:
     """Fit, test the best checkpoint, print the summary; return the monitored metric for sweepers."""
+    check_accelerator(cfg)
     L.seed_everything(cfg.seed, workers=True)
     save_resolved_config(cfg)
     datamodule: DetectiveDataModule = instantiate(cfg.data)

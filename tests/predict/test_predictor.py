@@ -48,6 +48,7 @@ def test_same_tensors_and_probabilities_as_the_lightning_module(trained_checkpoi
 def test_torch_only_net_and_detective_net_give_identical_predictions(trained_checkpoint, predictor, val_data):
     paths, _ = val_data
     full = Predictor.from_checkpoint(trained_checkpoint, device="cpu", lite=False)
+
     # Same DetectiveNet heads either way; only the trunk differs: torchvision's, or the torch-only twin.
     def torchvision_modules(net):
         return sum(type(m).__module__.startswith("torchvision") for m in net.modules())
