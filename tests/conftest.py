@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from detective.train.config import compose_config, quick_run_overrides
+
 WriteImage = Callable[..., Path]
 
 
@@ -51,32 +53,7 @@ SHARED = REPO.parent / "shared"
 
 def train_overrides(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
     """Hydra overrides for a tiny, fast CPU run on `data_root` writing into `output_dir`."""
-    return [
-        f"data.root={data_root}",
-        "data.image_size=32",
-        "data.crop_fraction=1.0",
-        "data.batch_size=16",
-        "data.num_workers=0",
-        "data.augment.crop=center",
-        "model.pretrained=false",
-        "model.freeze_epochs=0",
-        "trainer.max_epochs=1",
-        "trainer.enable_model_summary=false",
-        "~callbacks.progress_bar",
-        f"paths.output_dir={output_dir}",
-        *extra,
-    ]
-
-
-def compose_train_config(overrides: list[str]):
-    """The composed `conf/train.yaml`, as `train.py` would see it (without Hydra's run folder)."""
-    from hydra import compose, initialize_config_dir
-
-    from detective.train.config import register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return [*quick_run_overrides(data_root, output_dir), *extra]
 
 
 @pytest.fixture(scope="session")
@@ -91,5 +68,5 @@ def trained_checkpoint(tiny_tree: Path, tmp_path_factory) -> Path:
     from detective.train.run import train
 
     out = tmp_path_factory.mktemp("run")
-    train(compose_train_config(train_overrides(tiny_tree, out)))
+    train(compose_config(train_overrides(tiny_tree, out)))
     return out / "checkpoints" / "best.ckpt"

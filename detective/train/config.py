@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,3 +27,34 @@ def register_resolvers() -> None:
 def plain(node: Any) -> Any:
     """DictConfig/ListConfig -> dicts/lists of plain values (what `save_hyperparameters` should hold)."""
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """`conf/train.yaml` composed with command-line style overrides, for training from Python
+    (`detective.train.run.train(compose_config([...]))`); set `paths.output_dir`, as no Hydra run folder exists."""
+    from hydra import compose, initialize_config_dir
+
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def quick_run_overrides(data_root: Path, output_dir: Path, image_size: int = 32) -> list[str]:
+    """Overrides for a one-epoch, from-scratch CPU run without progress bars: tests and benchmarks."""
+    return [
+        f"data.root={data_root}",
+        f"data.image_size={image_size}",
+        "data.crop_fraction=1.0",
+        "data.batch_size=16",
+        "data.num_workers=0",
+        "data.augment.crop=center",
+        "model.pretrained=false",
+        "model.freeze_epochs=0",
+        "trainer.max_epochs=1",
+        "trainer.enable_model_summary=false",
+        "~callbacks.progress_bar",
+        f"paths.output_dir={output_dir}",
+    ]

@@ -3,8 +3,8 @@
 import csv
 
 import pytest
-from conftest import compose_train_config
 
+from detective.train.config import compose_config
 from detective.train.run import train
 
 CHANCE_SUBJECT = 0.25  # four shapes
@@ -18,7 +18,7 @@ def last_test_metrics(metrics_csv):
 
 @pytest.mark.slow
 def test_demo_recipe_learns_subject_and_source(tmp_path, capsys):
-    train(compose_train_config([f"paths.output_dir={tmp_path}", "~callbacks.progress_bar"]))
+    train(compose_config([f"paths.output_dir={tmp_path}", "~callbacks.progress_bar"]))
     metrics = last_test_metrics(tmp_path / "logs" / "metrics.csv")
     with capsys.disabled():
         print(f"\ndemo recipe, test split: { {k: round(v, 3) for k, v in sorted(metrics.items())} }")

@@ -5,9 +5,10 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO, compose_train_config, train_overrides
+from conftest import REPO, train_overrides
 
 from detective.predict.checkpoint import read_checkpoint
+from detective.train.config import compose_config
 from detective.train.run import train
 
 
@@ -33,7 +34,7 @@ def test_multirun_sweep_writes_one_folder_per_job(tiny_tree, tmp_path):
 
 @pytest.mark.slow
 def test_two_process_cpu_ddp(tiny_tree, tmp_path):
-    score = train(compose_train_config(train_overrides(tiny_tree, tmp_path, "trainer=ddp_cpu")))
+    score = train(compose_config(train_overrides(tiny_tree, tmp_path, "trainer=ddp_cpu")))
     assert score is not None
     info = read_checkpoint(tmp_path / "checkpoints" / "best.ckpt")
     assert info.subjects == ["cat", "dog", "owl"]
