@@ -49,9 +49,7 @@ def make_images(folder: Path, count: int = 200, seed: int = 0) -> list[Path]:
 
 def make_checkpoint(workdir: Path) -> Path:
     """A real best.ckpt: one epoch of `detective.train.run.train` at 224 px on a tiny generated tree."""
-    from hydra import compose, initialize_config_dir
-
-    from detective.train.config import register_resolvers
+    from detective.train.config import compose_config, quick_run_overrides
     from detective.train.run import train
 
     rng = np.random.default_rng(0)
@@ -62,24 +60,12 @@ def make_checkpoint(workdir: Path) -> Path:
             (data / subject).mkdir(parents=True, exist_ok=True)
             Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(data / subject / name)
     overrides = [
-        f"data.root={data}",
-        "data.image_size=224",
+        *quick_run_overrides(data, workdir / "run", image_size=224),
         "data.crop_fraction=0.875",
-        "data.batch_size=16",
-        "data.num_workers=0",
-        "data.augment.crop=center",
-        "model.pretrained=false",
-        "model.freeze_epochs=0",
-        "trainer.max_epochs=1",
-        "trainer.enable_model_summary=false",
-        "~callbacks.progress_bar",
         "+trainer.enable_progress_bar=false",
         "test=false",
-        f"paths.output_dir={workdir / 'run'}",
     ]
-    register_resolvers()
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        train(compose("train", overrides=overrides))
+    train(compose_config(overrides))
     return workdir / "run" / "checkpoints" / "best.ckpt"
 
 
