@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     BinaryAccuracy,
-    BinaryAUROC,
-    BinaryAveragePrecision,
     MulticlassAccuracy,
     MulticlassF1Score,
 )
@@ -68,10 +64,6 @@ def source_metrics() -> MetricCollection:
     return MetricCollection({"source_acc": BinaryAccuracy()})
 
 
-def ranking_metrics() -> MetricCollection:
-    return MetricCollection({"source_auroc": BinaryAUROC(), "source_ap": BinaryAveragePrecision()})
-
-
 def best_balanced_threshold(probs: Tensor, target: Tensor) -> tuple[float, float]:
     """The AI-probability threshold maximising balanced accuracy on (probs, target): (threshold, accuracy).
 
@@ -90,7 +82,3 @@ def best_balanced_threshold(probs: Tensor, target: Tensor) -> tuple[float, float
     balanced = (tpr + tnr) / 2
     best = int(torch.argmax(balanced))
     return float(candidates[best].clamp(0, 1)), float(balanced[best])
-
-
-def per_subject_names(prefix: str, subjects: Sequence[str]) -> list[str]:
-    return [f"{prefix}/source_acc/{name}" for name in subjects]

@@ -13,6 +13,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
 from detective.data.transforms import DEFAULT_CROP_FRACTION, IMAGENET_MEAN, IMAGENET_STD
 from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone
@@ -20,7 +21,6 @@ from detective.train.metrics import (
     Collected,
     GroupAccuracy,
     best_balanced_threshold,
-    ranking_metrics,
     source_metrics,
     subject_metrics,
 )
@@ -71,9 +71,9 @@ class DetectiveModule(L.LightningModule):
         # ModuleDict keys cannot be "train" (nn.Module.train exists), hence the "_<stage>" keys.
         self.subject_metrics = torch.nn.ModuleDict({f"_{s}": subject_metrics(n) for s in ("train", "val", "test")})
         self.source_metrics = torch.nn.ModuleDict({f"_{s}": source_metrics() for s in ("train", "val", "test")})
-        self.ranking_metrics = torch.nn.ModuleDict({f"_{s}": ranking_metrics() for s in ("val", "test")})
         self.per_subject = torch.nn.ModuleDict({f"_{s}": GroupAccuracy(n) for s in ("val", "test")})
-        self.val_collected = Collected()
+        # Every (AI probability, target) of an epoch: for AUROC/AP and the threshold calibration.
+        self.collected = torch.nn.ModuleDict({f"_{s}": Collected() for s in ("val", "test")})
         pos_weight = torch.tensor(source_pos_weight if source_pos_weight else 1.0)
         self.register_buffer("pos_weight", pos_weight, persistent=False)
 
@@ -104,10 +104,8 @@ class DetectiveModule(L.LightningModule):
         self.subject_metrics[f"_{stage}"].update(subject_logits.detach(), subjects)
         self.source_metrics[f"_{stage}"].update(decisions, sources.long())
         if stage != "train":
-            self.ranking_metrics[f"_{stage}"].update(probs, sources.long())
+            self.collected[f"_{stage}"].update(probs, sources)
             self.per_subject[f"_{stage}"].update(decisions, sources, subjects)
-        if stage == "val":
-            self.val_collected.update(probs, sources)
         on_step = stage == "train"
         batch_size = images.shape[0]
         self.log_dict(
@@ -120,10 +118,6 @@ class DetectiveModule(L.LightningModule):
         )
         for collection in (self.subject_metrics[f"_{stage}"], self.source_metrics[f"_{stage}"]):
             self.log_dict({f"{stage}/{k}": m for k, m in collection.items()}, on_epoch=True, batch_size=batch_size)
-        if stage != "train":
-            self.log_dict(
-                {f"{stage}/{k}": m for k, m in self.ranking_metrics[f"_{stage}"].items()}, batch_size=batch_size
-            )
         return losses["loss"]
 
     def training_step(self, batch: Batch | None, batch_idx: int) -> Tensor | None:
@@ -142,6 +136,19 @@ class DetectiveModule(L.LightningModule):
             self.log(f"{stage}/source_acc/{name}", value, sync_dist=True)
         self.per_subject[f"_{stage}"].reset()
 
+    def _ranking(self, stage: str) -> tuple[Tensor, Tensor] | None:
+        """The epoch's probabilities and targets; logs AUROC and AP when both sources are present
+        (with one source they are undefined, and torchmetrics' 0.0 would mislead)."""
+        collected = self.collected[f"_{stage}"]
+        if collected.update_count == 0:
+            return None
+        probs, target = collected.compute()
+        collected.reset()
+        if target.min() != target.max():
+            self.log(f"{stage}/source_auroc", binary_auroc(probs, target))
+            self.log(f"{stage}/source_ap", binary_average_precision(probs, target))
+        return probs, target
+
     def on_validation_epoch_end(self) -> None:
         """Re-calibrate the source threshold on this epoch's validation predictions.
 
@@ -149,12 +156,10 @@ class DetectiveModule(L.LightningModule):
         carries the threshold that suits its own weights (the best one included).
         """
         self._log_per_subject("val")
-        if self.val_collected.update_count == 0:
+        collected = self._ranking("val")
+        if collected is None or self.trainer.sanity_checking:
             return
-        probs, target = self.val_collected.compute()
-        self.val_collected.reset()
-        if self.trainer.sanity_checking:
-            return
+        probs, target = collected
         threshold, balanced = best_balanced_threshold(probs, target)
         self.hparams.threshold = threshold
         self.log("val/threshold", threshold)
@@ -163,6 +168,7 @@ class DetectiveModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_per_subject("test")
+        self._ranking("test")
 
     def on_train_epoch_start(self) -> None:
         """Phase 1 trains the heads on a frozen backbone (BatchNorm in eval); phase 2 fine-tunes it all."""
