@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
@@ -34,6 +33,8 @@ from torch.utils.data import DataLoader, Dataset
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # detective and bench_predict, however this file is started
+
+from bench_predict import write_test_jpeg  # noqa: E402
 
 from detective.data.dataset import ImageDataset, collate_skip_failed  # noqa: E402
 from detective.data.scan import Sample  # noqa: E402
@@ -83,20 +84,12 @@ class Row:
 
 
 def make_jpegs(folder: Path, width: int, height: int, count: int, seed: int = 0) -> list[Path]:
-    """`count` JPEGs of one size: smooth colour fields plus sensor-like noise (realistic file sizes), same bytes
-    every run; existing files are reused."""
+    """`count` JPEGs of one size, the same bytes every run; existing files are reused."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"img_{i:03d}.jpg" for i in range(count)]
     for i, path in enumerate(paths):
-        if path.is_file():
-            continue
-        rng = np.random.default_rng(seed + i)
-        coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC)
-        noise = rng.normal(0, 8, (height, width, 1)).astype(np.int16)
-        pixels = np.clip(np.asarray(coarse, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
-        tmp = path.with_suffix(".tmp")
-        Image.fromarray(pixels).save(tmp, format="JPEG", quality=90)
-        tmp.replace(path)  # atomic: an interrupted run never leaves a half-written image behind
+        if not path.is_file():
+            write_test_jpeg(path, width, height, seed + i)
     return paths
 
 

@@ -31,19 +31,27 @@ RESULTS = REPO / "benchmarks" / "results"
 SIZES = ((4032, 3024), (3024, 4032), (1920, 1080), (1600, 1200), (1280, 960), (1024, 768), (800, 600), (640, 480))
 
 
+def write_test_jpeg(path: Path, width: int, height: int, seed: int) -> Path:
+    """A JPEG of smooth colour fields plus sensor-like noise (realistic file sizes), the same bytes for a seed;
+    written to a temp file and renamed, so an interrupted run never leaves a half-written image."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC)
+    noise = rng.normal(0, 8, (height, width, 1)).astype(np.int16)
+    pixels = np.clip(np.asarray(coarse, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+    tmp = path.with_suffix(".tmp")
+    Image.fromarray(pixels).save(tmp, format="JPEG", quality=90)
+    tmp.replace(path)
+    return path
+
+
 def make_images(folder: Path, count: int = 200, seed: int = 0) -> list[Path]:
-    """`count` JPEGs cycling through `SIZES`: smooth colour fields plus sensor-like noise, same bytes every run."""
+    """`count` JPEGs cycling through `SIZES`; existing files are reused."""
     folder.mkdir(parents=True, exist_ok=True)
     sizes = [SIZES[i % len(SIZES)] for i in range(count)]
     paths = [folder / f"img_{i:03d}_{w}x{h}.jpg" for i, (w, h) in enumerate(sizes)]
     for i, (path, (w, h)) in enumerate(zip(paths, sizes, strict=True)):
-        if path.is_file():
-            continue
-        rng = np.random.default_rng(seed + i)
-        coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
-        noise = rng.normal(0, 8, (h, w, 1)).astype(np.int16)
-        pixels = np.clip(np.asarray(coarse, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(path, quality=90)
+        if not path.is_file():
+            write_test_jpeg(path, w, h, seed + i)
     return paths
 
 
