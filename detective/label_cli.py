@@ -10,12 +10,11 @@ import argparse
 import os
 import shlex
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TextIO
 
+from detective.progress import ProgressBar
 from detective.tagging import (
     DEFAULT_TAG,
     Journal,
@@ -58,31 +57,6 @@ WORDS: dict[str, dict[Status, str]] = {
     },
 }
 VERBS = {"tag": "rename", "untag": "rename", "undo": "restore"}
-
-
-class ProgressBar:
-    """A one-line bar on stderr, drawn only on a terminal and for runs long enough to need one."""
-
-    def __init__(self, total: int, stream: TextIO, min_total: int = PROGRESS_MIN) -> None:
-        self.total, self.stream = total, stream
-        self.enabled = total >= min_total and stream.isatty()
-        self._drawn_at = 0.0
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or (done < self.total and now - self._drawn_at < 0.1):
-            return
-        self._drawn_at = now
-        filled = 30 * done // max(self.total, 1)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}")
-        self.stream.flush()
-
-    def clear(self) -> None:
-        """Wipe the bar so a message can be printed; the next update draws it again."""
-        if self.enabled:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-            self._drawn_at = 0.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,7 +153,7 @@ class Report:
 
     def run(self, results: Iterable[Result], total: int) -> int:
         """Report each result under a progress bar, then the summary; returns the exit status."""
-        self.bar = ProgressBar(total, sys.stderr)
+        self.bar = ProgressBar(total, sys.stderr, min_total=PROGRESS_MIN)
         for done, result in enumerate(results, 1):
             self.add(result)
             self.bar.update(done)

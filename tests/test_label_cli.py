@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from detective.label_cli import PAUSE_ENV, ProgressBar, main
+from detective.label_cli import PAUSE_ENV, PROGRESS_MIN, main
+from detective.progress import ProgressBar
 from detective.tagging import JOURNAL_PREFIX
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,10 +148,10 @@ class FakeTerminal(io.StringIO):
 
 
 def test_progress_bar_only_on_a_terminal_for_many_files():
-    assert not ProgressBar(1000, io.StringIO()).enabled
-    assert not ProgressBar(10, FakeTerminal()).enabled
+    assert not ProgressBar(1000, io.StringIO(), PROGRESS_MIN).enabled
+    assert not ProgressBar(10, FakeTerminal(), PROGRESS_MIN).enabled
     stream = FakeTerminal()
-    bar = ProgressBar(1000, stream)
+    bar = ProgressBar(1000, stream, PROGRESS_MIN)
     bar.update(500)
     bar.update(1000)
     assert "[###############...............] 500/1000" in stream.getvalue()

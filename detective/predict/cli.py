@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from detective.predict.discover import CHECKPOINT_PATTERNS, default_output_root, expand_inputs, newest_checkpoint
+from detective.progress import ProgressBar
 
 PROG = "predict.py"
 OK, SOME_FAILED, USAGE = 0, 1, 2
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
 
         torch.set_num_threads(threads)
     workers = 0 if single else args.workers
-    progress = Progress(len(inputs.files), err, enabled=not args.no_progress and len(inputs.files) > 1)
+    progress = ProgressBar(len(inputs.files), err, unit=" images", enabled=not args.no_progress)
     failed = bool(inputs.errors)
     for result in predictor.iter_predict(inputs.files, args.batch_size, args.top_k, workers):
         progress.clear()
@@ -116,32 +117,6 @@ def report_failure(path: str, message: str, as_json: bool, out: TextIO, error: C
     error(message)
     if as_json:
         print(json.dumps({"path": path, "error": message}), file=out)
-
-
-class Progress:
-    """A one-line bar on stderr, only when it is a terminal; cleared before each result line is printed."""
-
-    def __init__(self, total: int, stream: TextIO, enabled: bool = True) -> None:
-        self.total, self.done, self.stream = total, 0, stream
-        self.enabled = enabled and _isatty(stream)
-
-    def advance(self) -> None:
-        self.done += 1
-        if self.enabled:
-            filled = 30 * self.done // self.total
-            self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} images")
-            self.stream.flush()
-
-    def clear(self) -> None:
-        if self.enabled:
-            self.stream.write("\r\033[K")
-
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def _positive(text: str) -> int:
