@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from detective.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # the statistics the backbone was trained on
+from detective.model.fast import check_frozen_form, memory_format, trace_frozen
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,11 @@ class DetectiveNet(nn.Module):
         self.num_subjects = num_subjects
         self.feature_dim = spec.feature_dim
         self.backbone_frozen = False
+        # Speed settings, not architecture (see `set_speed`); the traced frozen trunks are rebuilt, never saved.
+        self.memory_format = torch.contiguous_format
+        self.frozen_form = "eager"
+        self._frozen_trunks: dict[tuple[Any, ...], Callable[[Tensor], Tensor]] = {}
+        self.register_load_state_dict_post_hook(_forget_traces)  # loaded weights make every trace stale
         # Not persistent: mean/std are constructor arguments (hence hyperparameters), and the state dict holds
         # learned weights only.
         self.register_buffer("mean", torch.tensor([float(v) for v in mean]).view(1, 3, 1, 1), persistent=False)
@@ -113,16 +119,47 @@ class DetectiveNet(nn.Module):
             **{k: hparams[k] for k in ARCHITECTURE_KEYS if k in hparams},
         )
 
+    def set_speed(self, *, channels_last: bool = True, frozen_backbone: str = "jit") -> DetectiveNet:
+        """How the net runs, not what it computes: the memory layout of weights and inputs, and the form a frozen
+        backbone runs in (`detective.model.fast`). Outputs agree with the plain net to float rounding."""
+        self.frozen_form = check_frozen_form(frozen_backbone)
+        self.memory_format = memory_format(channels_last)
+        self._frozen_trunks.clear()
+        return self.to(memory_format=self.memory_format)
+
     def normalize(self, x: Tensor) -> Tensor:
-        """uint8 [0, 255] or float [0, 1] images -> (x - mean) / std in the model's dtype."""
+        """uint8 [0, 255] or float [0, 1] images -> (x - mean) / std in the model's dtype and memory layout."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images of shape [B, 3, H, W], got {list(x.shape)}")
         scale = 255.0 if x.dtype == torch.uint8 else 1.0
+        x = x.contiguous(memory_format=self.memory_format)  # on the uint8 batch: a quarter of the bytes to move
         return (x.to(self.mean.dtype) / scale - self.mean) / self.std
 
     def features(self, x: Tensor) -> Tensor:
-        """Pooled backbone features [B, feature_dim]; with a frozen backbone they can be computed once and cached."""
-        return F.adaptive_avg_pool2d(self.backbone(self.normalize(x)), 1).flatten(1)
+        """Pooled backbone features [B, feature_dim]; a frozen backbone runs without autograd, in its fast form."""
+        x = self.normalize(x)
+        if self.backbone_frozen:
+            with torch.no_grad():
+                maps = self._frozen_trunk(x)(x)
+        else:
+            maps = self.backbone(x)
+        return F.adaptive_avg_pool2d(maps, 1).flatten(1)
+
+    def _frozen_trunk(self, x: Tensor) -> Callable[[Tensor], Tensor]:
+        """The frozen backbone in `frozen_form`, traced once per device and dtype. Under autocast it stays eager
+        (a trace would bake in one precision)."""
+        if self.frozen_form == "eager" or torch.is_autocast_enabled(x.device.type):
+            return self.backbone
+        key = (x.device, x.dtype, self.memory_format)
+        if key not in self._frozen_trunks:
+            self._frozen_trunks[key] = trace_frozen(self.backbone, x)
+        return self._frozen_trunks[key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling (DDP spawn, deepcopy) leaves the traced trunks behind; they are rebuilt on first use."""
+        state = self.__dict__.copy()
+        state["_frozen_trunks"] = {}
+        return state
 
     def heads(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """Features [B, feature_dim] -> (subject logits [B, num_subjects], source logits [B])."""
@@ -146,6 +183,10 @@ class DetectiveNet(nn.Module):
         return self
 
 
+def _forget_traces(net: DetectiveNet, incompatible_keys: Any) -> None:
+    net._frozen_trunks.clear()
+
+
 def freeze_backbone(net: DetectiveNet) -> None:
     """Stop training the backbone: no gradients, and BatchNorm uses (and keeps) its running statistics.
 
@@ -155,10 +196,12 @@ def freeze_backbone(net: DetectiveNet) -> None:
     net.backbone_frozen = True
     net.backbone.requires_grad_(False)
     net.backbone.eval()
+    net._frozen_trunks.clear()  # traced from the weights as they are now
 
 
 def unfreeze_backbone(net: DetectiveNet) -> None:
     """Train the backbone again (fine-tuning); its mode follows the net's."""
     net.backbone_frozen = False
+    net._frozen_trunks.clear()  # the weights will change; a stale trace must never be used again
     net.backbone.requires_grad_(True)
     net.backbone.train(net.training)

@@ -22,6 +22,7 @@ from PIL import Image
 
 from detective.data.images import ImageDecodeError, load_rgb
 from detective.data.transforms import eval_transform, resize_size
+from detective.model.net import DetectiveNet
 from detective.predict.checkpoint import read_checkpoint
 
 ImageInput = str | os.PathLike | bytes | BinaryIO | Image.Image
@@ -116,8 +117,11 @@ class Predictor:
         crop_fraction: float,
         threshold: float,
         device: str = "auto",
+        channels_last: bool = True,
     ) -> None:
         self.device = pick_device(device)
+        if isinstance(net, DetectiveNet):  # the layout training used by default: ~1.7x faster on CPU
+            net.set_speed(channels_last=channels_last, frozen_backbone="eager")
         self.net = net.to(self.device).eval()
         self.subjects = list(subjects)
         self.threshold = check_threshold(threshold)

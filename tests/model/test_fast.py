@@ -1,0 +1,104 @@
+import copy
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from detective.model.fast import check_frozen_form, trace_frozen
+from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone
+
+
+def realistic_net(seed: int = 0) -> DetectiveNet:
+    """A net whose BatchNorm layers hold non-trivial statistics (at init they are identities, which would hide a
+    trace that folds them wrongly)."""
+    torch.manual_seed(seed)
+    net = DetectiveNet(3)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return net
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    return torch.randint(0, 256, (4, 3, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+
+
+def plain_copy(net: DetectiveNet) -> DetectiveNet:
+    plain = DetectiveNet(net.num_subjects)
+    plain.load_state_dict(net.state_dict())
+    return plain.eval()
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * float(expected.detach().abs().max()))
+
+
+@pytest.mark.parametrize("form", ["jit", "eager"])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_fast_forms_compute_what_the_plain_net_computes(images, form, channels_last):
+    fast = realistic_net().set_speed(channels_last=channels_last, frozen_backbone=form)
+    freeze_backbone(fast)
+    fast.eval()
+    expected = plain_copy(fast)(images)
+    with torch.no_grad():
+        for _ in range(3):  # oneDNN fusion profiles the first runs of a shape: every run must agree
+            for got, want in zip(fast(images), expected, strict=True):
+                assert_close(got, want)
+    assert bool(fast._frozen_trunks) == (form == "jit")
+
+
+def test_frozen_backbone_gets_no_gradients_and_the_heads_learn(images):
+    net = realistic_net().set_speed()
+    freeze_backbone(net)
+    net.train()
+    subject_logits, source_logits = net(images)
+    (subject_logits.sum() + source_logits.sum()).backward()
+    assert all(p.grad is None for p in net.backbone_parameters())
+    assert all(p.grad is not None for p in net.head_parameters())
+
+
+def test_no_stale_trace_after_fine_tuning_or_loading_weights(images):
+    net = realistic_net().set_speed()
+    freeze_backbone(net)
+    net.eval()
+    net.features(images)
+    unfreeze_backbone(net)  # fine-tuning changes the weights the trace was taken from
+    assert not net._frozen_trunks
+    with torch.no_grad():
+        for p in net.backbone_parameters():
+            p.mul_(0.9)
+    freeze_backbone(net)
+    assert_close(net.features(images), plain_copy(net).features(images))
+
+    other = realistic_net(seed=1)
+    net.load_state_dict(other.state_dict())  # e.g. the best checkpoint before testing
+    assert not net._frozen_trunks
+    assert_close(net.features(images), plain_copy(other).features(images))
+
+
+def test_a_net_with_a_trace_still_pickles_and_copies(images):
+    net = realistic_net().set_speed()
+    freeze_backbone(net)
+    net.eval()
+    expected = net.features(images)
+    for clone in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        assert not clone._frozen_trunks  # rebuilt on first use, never shipped
+        assert_close(clone.features(images), expected)
+
+
+def test_speed_settings_leave_the_state_dict_alone():
+    fast = realistic_net().set_speed(channels_last=True)
+    assert fast.backbone[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert list(fast.state_dict()) == list(DetectiveNet(3).state_dict())
+
+
+def test_trace_needs_eval_mode_and_unknown_forms_are_named(images):
+    with pytest.raises(ValueError, match="eval mode"):
+        trace_frozen(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train(), images.float())
+    with pytest.raises(ValueError, match=r"model\.frozen_backbone 'fast'"):
+        check_frozen_form("fast")
