@@ -3,8 +3,10 @@
     uv run python benchmarks/bench.py [--quick] [--repeats N] [--out results/bench.json] [--skip predict,train]
 
 Sections (names for --skip): `loader` (detective's data pipeline vs a naive PIL + DataLoader, on generated 256x256,
-640x480 and 4032x3024 JPEG sets), `model` (forward, frozen-backbone and full training steps of DetectiveNet vs the
-bare torchvision MobileNetV2, eager, batch 32, 224 px, float32), `train` (end-to-end `train.py` on the demo recipe),
+640x480 and 4032x3024 JPEG sets: with the decoded-image cache as training uses it from its second epoch, and
+decoding every image as a first epoch does), `model` (forward, frozen-backbone and full training steps of
+DetectiveNet with the default speed settings vs the bare torchvision MobileNetV2 in eager mode, batch 32, 224 px,
+float32; then the opt-in levers torch.compile and bf16), `train` (end-to-end `train.py` on the demo recipe),
 `predict` (predict.py cold start, via bench_predict.py), `gpu` (bf16 training at batch 256 and whether the GPU waits
 on data; only where CUDA is present). Every figure is a median of repeats after a warm-up, baseline and detective
 interleaved, because the machine is shared and noisy. Prints a table and writes JSON. Nothing here asserts timings.
@@ -36,6 +38,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # detective and bench_pred
 
 from bench_predict import write_test_jpeg  # noqa: E402
 
+from detective.data.cache import DecodedCache  # noqa: E402
 from detective.data.dataset import ImageDataset, collate_skip_failed  # noqa: E402
 from detective.data.scan import Sample  # noqa: E402
 from detective.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, resize_size  # noqa: E402
@@ -66,9 +69,10 @@ class Row:
     detective: float
     baseline: float | None = None
     unit: str = "img/s"
+    original: str | None = None  # the ORIGINAL_TF stage this row compares with, when not its own name
 
     def as_dict(self) -> dict[str, Any]:
-        tf = ORIGINAL_TF.get(self.stage)
+        tf = ORIGINAL_TF.get(self.original or self.stage)
         return {
             "stage": self.stage,
             "unit": self.unit,
@@ -119,10 +123,13 @@ class NaiveDataset(Dataset):
             return self.transform(im.convert("RGB")), 0
 
 
-def detective_loader(paths: list[Path]) -> DataLoader:
-    """Detective's pipeline as training and evaluation use it: JPEG draft decode, resize, crop, uint8 batches."""
+def detective_loader(paths: list[Path], cache_dir: Path | None = None) -> DataLoader:
+    """Detective's pipeline as training and evaluation use it: JPEG draft decode (or the decoded-image cache when
+    `cache_dir` is given), resize, crop, uint8 batches in channels_last."""
     samples = [Sample(path=p, subject="x", is_ai=False) for p in paths]
-    dataset = ImageDataset(samples, ["x"], eval_transform(IMAGE_SIZE), resize_size(IMAGE_SIZE))
+    side = resize_size(IMAGE_SIZE)
+    cache = DecodedCache(cache_dir, side) if cache_dir else None
+    dataset = ImageDataset(samples, ["x"], eval_transform(IMAGE_SIZE), side, cache=cache)
     return DataLoader(
         dataset, batch_size=BATCH, num_workers=WORKERS, collate_fn=collate_skip_failed, persistent_workers=True
     )
@@ -152,14 +159,21 @@ def interleaved(variants: dict[str, Callable[[], float]], repeats: int, warmup: 
 
 
 def bench_loader(quick: bool, repeats: int) -> list[Row]:
+    """Per size: the cached loader (its warm-up epoch fills a fresh cache), the decoding loader, the naive one."""
     rows = []
     for name, w, h, count, quick_count in JPEG_SETS:
         paths = make_jpegs(RESULTS / "bench_images" / name, w, h, quick_count if quick else count)
         print(f"loader {name}: {len(paths)} JPEGs ...", flush=True)
-        ours, naive = detective_loader(paths), naive_loader(paths)
-        variants = {"detective": lambda a=ours: epoch_rate(a), "naive": lambda b=naive: epoch_rate(b)}
-        rates = interleaved(variants, repeats)
-        rows.append(Row(f"loader {name}", rates["detective"], rates["naive"]))
+        with tempfile.TemporaryDirectory() as cache_dir:
+            loaders = {
+                "cached": detective_loader(paths, Path(cache_dir)),
+                "decoding": detective_loader(paths),
+                "naive": naive_loader(paths),
+            }
+            rates = interleaved({k: lambda a=v: epoch_rate(a) for k, v in loaders.items()}, repeats)
+        rows.append(Row(f"loader {name}", rates["cached"], rates["naive"]))
+        first_epoch = "  decoding every image (no cache yet)"
+        rows.append(Row(first_epoch, rates["decoding"], rates["naive"], original=f"loader {name}"))
     return rows
 
 
@@ -172,25 +186,35 @@ def bare_mobilenet() -> torch.nn.Module:
     return torchvision.models.mobilenet_v2(weights=None)
 
 
-def detective_net() -> DetectiveNet:
-    return DetectiveNet(4)
+def detective_net(compile: bool = False) -> DetectiveNet:
+    """DetectiveNet with the speed settings train.py uses by default (conf/model): channels_last, and a frozen
+    backbone in its traced form; `compile` as `model.compile=true` does it."""
+    net = DetectiveNet(4).set_speed(channels_last=True, frozen_backbone="eager" if compile else "jit")
+    if compile:
+        net.backbone.compile()
+    return net
 
 
 def make_step(net: torch.nn.Module, detective: bool, mode: str, batch: int, device: str, bf16: bool = False):
     """A closure running one forward (mode "forward") or training step ("frozen", "full") on a fixed batch.
 
-    Detective takes uint8 batches and normalises inside; the bare model takes float batches already normalised
-    (what the naive loader hands it). Loss: detective's two heads (CE + 1.5 BCE), the bare model's CE.
+    Detective takes uint8 batches in channels_last (what its loader hands it) and normalises inside; the bare
+    model takes float batches already normalised (what the naive loader hands it). Detective's forward runs the
+    backbone in its inference form (as a frozen backbone does). Loss: detective's two heads (CE + 1.5 BCE), the
+    bare model's CE.
     """
     net = net.to(device)
     shape = (batch, 3, IMAGE_SIZE, IMAGE_SIZE)
     images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
+    images = images.contiguous(memory_format=torch.channels_last)
     if not detective:
         images = torch.randn(shape, device=device)
     subjects = torch.randint(0, 4, (batch,), device=device)
     sources = torch.randint(0, 2, (batch,), device=device).float()
 
     if mode == "forward":
+        if detective:
+            freeze_backbone(net)
         net.eval()
 
         def forward() -> None:
@@ -237,23 +261,30 @@ def step_rate(step: Callable[[], None], batch: int, steps: int, device: str) -> 
 
 
 def bench_model(quick: bool, repeats: int) -> list[Row]:
-    """Forward and training throughput; each repeat times a few steps per variant, the variants in turns."""
+    """Forward and training throughput; each repeat times a few steps per variant, the variants in turns.
+    Then the opt-in levers on full fine-tuning: torch.compile (its compile time reported) and bf16 autocast."""
     stages = {"forward": "forward", "frozen": "train step, backbone frozen", "full": "train step, full fine-tuning"}
     steps = 2 if quick else 3
     rows = []
     for mode, stage in stages.items():
         print(f"model {mode} ...", flush=True)
         torch.manual_seed(0)
-        ours = make_step(detective_net(), True, mode, BATCH, "cpu")
-        bare = make_step(bare_mobilenet(), False, mode, BATCH, "cpu")
-        rates = interleaved(
-            {
-                "detective": lambda s=ours: step_rate(s, BATCH, steps, "cpu"),
-                "bare": lambda s=bare: step_rate(s, BATCH, steps, "cpu"),
-            },
-            repeats,
-        )
+        variants = {
+            "detective": make_step(detective_net(), True, mode, BATCH, "cpu"),
+            "bare": make_step(bare_mobilenet(), False, mode, BATCH, "cpu"),
+        }
+        if mode == "full":
+            print("model full, compiled (model.compile=true) and bf16 (trainer.precision=bf16-mixed) ...", flush=True)
+            start = time.perf_counter()
+            variants["compiled"] = make_step(detective_net(compile=True), True, mode, BATCH, "cpu")
+            variants["compiled"]()  # the compilation
+            rows.append(Row("  torch.compile time, once per run", time.perf_counter() - start, unit="s"))
+            variants["bf16"] = make_step(detective_net(), True, mode, BATCH, "cpu", bf16=True)
+        rates = interleaved({k: lambda s=v: step_rate(s, BATCH, steps, "cpu") for k, v in variants.items()}, repeats)
         rows.append(Row(stage, rates["detective"], rates["bare"]))
+        if mode == "full":
+            rows.append(Row("  full, model.compile=true", rates["compiled"], rates["bare"], original=stage))
+            rows.append(Row("  full, trainer.precision=bf16-mixed", rates["bf16"], rates["bare"], original=stage))
     return rows
 
 

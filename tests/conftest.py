@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -12,6 +13,19 @@ from PIL import Image
 from detective.train.config import compose_config, quick_run_overrides
 
 WriteImage = Callable[..., Path]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterable[Path]:
+    """The demo set and decoded images go to a per-session folder, not the user's ~/.cache (subprocesses too)."""
+    folder = tmp_path_factory.mktemp("detective-cache")
+    before = os.environ.get("DETECTIVE_CACHE")
+    os.environ["DETECTIVE_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        del os.environ["DETECTIVE_CACHE"]
+    else:
+        os.environ["DETECTIVE_CACHE"] = before
 
 
 def write_image(path: Path, size: tuple[int, int] = (40, 30), seed: int = 0, fmt: str | None = None) -> Path:

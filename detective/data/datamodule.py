@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from detective.data.audit import AuditReport, audit, format_report
 from detective.data.augment import AugmentConfig, train_transform
+from detective.data.cache import DecodedCache, default_cache_dir
 from detective.data.dataset import ImageDataset, collate_skip_failed
 from detective.data.labels import LabelRule
 from detective.data.scan import ScanResult, scan_folder
@@ -42,7 +43,11 @@ class DetectiveDataModule(L.LightningDataModule):
         augment: Mapping[str, Any] | None = None,
         demo: Mapping[str, Any] | None = None,
         pin_memory: bool = False,
+        decoded_cache: bool = False,
+        cache_dir: str | None = None,
     ) -> None:
+        """`decoded_cache`: keep images decoded at training size on disk (`detective.data.cache`), in `cache_dir`
+        (default: `~/.cache/detective/decoded`), so that decoding happens once, not once per epoch and run."""
         super().__init__()
         self.root = root
         self.image_size = image_size
@@ -54,6 +59,7 @@ class DetectiveDataModule(L.LightningDataModule):
         self.augment = AugmentConfig(**_plain(augment or {}))
         self.demo = _plain(demo or {})
         self.pin_memory = pin_memory
+        self.cache = self._decoded_cache(cache_dir) if decoded_cache else None
         self.scan: ScanResult | None = None
         self.report: AuditReport | None = None
         self.splits: dict[str, list] = {}
@@ -67,6 +73,10 @@ class DetectiveDataModule(L.LightningDataModule):
         from detective.data.demo import demo_root
 
         return demo_root(**self.demo)
+
+    def _decoded_cache(self, cache_dir: str | None) -> DecodedCache:
+        folder = Path(cache_dir) if cache_dir else default_cache_dir() / "decoded"
+        return DecodedCache(folder, resize_size(self.image_size, self.crop_fraction))
 
     def prepare_data(self) -> None:
         self.data_root()  # generates the demo set once, on one process
@@ -96,7 +106,11 @@ class DetectiveDataModule(L.LightningDataModule):
         else:
             transform = eval_transform(self.image_size, self.crop_fraction)
         return ImageDataset(
-            self.splits[split], self.subjects, transform, resize_size(self.image_size, self.crop_fraction)
+            self.splits[split],
+            self.subjects,
+            transform,
+            resize_size(self.image_size, self.crop_fraction),
+            cache=self.cache,
         )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

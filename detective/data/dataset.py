@@ -11,16 +11,21 @@ from collections.abc import Callable, Sequence
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
+from detective.data.cache import DecodedCache
 from detective.data.images import ImageDecodeError, load_rgb
 from detective.data.scan import Sample
+from detective.data.transforms import stack_channels_last
 
 Item = tuple[torch.Tensor, int, float]
 
 
 class ImageDataset(Dataset):
-    """Decodes each sample (at reduced scale when it is much larger than `min_side`) and transforms it."""
+    """Decodes each sample (at reduced scale when it is much larger than `min_side`) and transforms it.
+
+    With a `cache`, the decoded image comes from (or goes to) the on-disk cache of decoded images instead.
+    """
 
     def __init__(
         self,
@@ -28,11 +33,13 @@ class ImageDataset(Dataset):
         subjects: Sequence[str],
         transform: Callable[[Image.Image], torch.Tensor],
         min_side: int | None = None,
+        cache: DecodedCache | None = None,
     ) -> None:
         self.samples = list(samples)
         self.index = {name: i for i, name in enumerate(subjects)}
         self.transform = transform
         self.min_side = min_side
+        self.cache = cache
         self.failed: set[str] = set()
 
     def __len__(self) -> int:
@@ -41,7 +48,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int) -> Item | None:
         sample = self.samples[i]
         try:
-            image = load_rgb(sample.path, self.min_side)
+            image = self.cache.load(sample.path) if self.cache else load_rgb(sample.path, self.min_side)
         except ImageDecodeError as err:
             if str(sample.path) not in self.failed:
                 self.failed.add(str(sample.path))
@@ -55,5 +62,5 @@ def collate_skip_failed(batch: list[Item | None]) -> tuple[torch.Tensor, torch.T
     good = [item for item in batch if item is not None]
     if not good:
         return None
-    images, subjects, sources = default_collate(good)
-    return images, subjects, sources.float()
+    images, subjects, sources = zip(*good, strict=True)
+    return stack_channels_last(images), torch.tensor(subjects), torch.tensor(sources, dtype=torch.float32)

@@ -7,11 +7,12 @@ the prediction path pays for nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import get_worker_info
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,9 +42,20 @@ def center_crop(img: Image.Image, size: int) -> Image.Image:
 
 
 def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> uint8 tensor (3, H, W), without a float copy."""
-    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+    """RGB PIL image -> uint8 tensor (3, H, W) without a float copy. Its memory stays in PIL's pixel order
+    (H, W, C), i.e. channels_last: `stack_channels_last` batches it without a transpose, as the model wants it."""
+    arr = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def stack_channels_last(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(3, H, W) uint8 tensors -> one (B, 3, H, W) batch in channels_last memory. In a DataLoader worker the batch
+    is built straight into shared memory, so handing it to the main process copies nothing more."""
+    hwc = [im.permute(1, 2, 0) for im in images]
+    out = torch.empty((len(hwc), *hwc[0].shape), dtype=hwc[0].dtype)
+    if get_worker_info() is not None:
+        out.share_memory_()
+    return torch.stack(hwc, out=out).permute(0, 3, 1, 2)
 
 
 def eval_transform(

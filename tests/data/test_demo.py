@@ -108,12 +108,6 @@ def test_demo_root_defaults_to_detective_cache(tmp_path, monkeypatch):
     assert demo_root(**SMALL).parent == tmp_path / "env-cache"
 
 
-def test_default_cache_falls_back_to_xdg(tmp_path, monkeypatch):
-    monkeypatch.delenv("DETECTIVE_CACHE", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert demo.default_cache_dir() == tmp_path / "detective"
-
-
 def test_interrupted_generation_leaves_nothing_behind(tmp_path, monkeypatch):
     real_make_image = demo.make_image
     calls = []

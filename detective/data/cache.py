@@ -1,0 +1,95 @@
+"""An on-disk cache of images decoded at training size, so later epochs and later runs skip decoding.
+
+What is stored is exactly what the transforms start from: the image decoded (JPEG draft, EXIF, RGB) and resized so
+its shorter side is the transforms' resize size. Evaluation therefore sees the same pixels with or without the
+cache; training crops and augments this reduced image rather than the full-resolution one (the scale the model
+sees anyway). An entry is keyed by the file's absolute path, size and modification time plus the resize size, so
+an edited or replaced image is decoded again. An entry is raw RGB behind a 16-byte header (~0.25 MB per image at
+224 px), written to a temporary name, fsynced and renamed: a crash never leaves a torn entry. Delete the folder at
+any time to reclaim the space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+from detective.data.images import load_rgb
+from detective.data.transforms import resize_shorter
+
+CACHE_FORMAT = 1  # bump when what an entry holds changes; old entries are then simply never read
+MAGIC = b"DTCRGB01"
+HEADER = struct.Struct("<8sII")  # magic, width, height; then width x height x 3 bytes of RGB
+
+
+def default_cache_dir() -> Path:
+    """`$DETECTIVE_CACHE`, else `$XDG_CACHE_HOME/detective`, else `~/.cache/detective`."""
+    if os.environ.get("DETECTIVE_CACHE"):
+        return Path(os.environ["DETECTIVE_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "detective"
+
+
+class DecodedCache:
+    """`load(path)` = `resize_shorter(load_rgb(path, side), side)`, from the cache when it holds the file."""
+
+    def __init__(self, folder: str | os.PathLike[str], side: int) -> None:
+        self.folder = Path(folder).expanduser()
+        self.side = side
+        self.writable = True  # set to False (with one warning) when the folder cannot be written
+
+    def entry(self, path: Path) -> Path:
+        st = os.stat(path)
+        key = f"{CACHE_FORMAT}|{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{self.side}"
+        digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+        return self.folder / f"{self.side}px" / digest[:2] / f"{digest}.rgb"
+
+    def load(self, path: str | os.PathLike[str]) -> Image.Image:
+        """The decoded, resized image; raises `ImageDecodeError` like `load_rgb` for a file that cannot be read."""
+        path = Path(path)
+        entry = None
+        try:
+            entry = self.entry(path)
+            return self._read(entry)
+        except (OSError, ValueError):  # not cached yet; a vanished file fails in load_rgb below
+            pass
+        image = resize_shorter(load_rgb(path, self.side), self.side)
+        if self.writable and entry is not None:
+            self._store(entry, image)
+        return image
+
+    def _read(self, entry: Path) -> Image.Image:
+        with open(entry, "rb") as f:
+            data = f.read()
+        magic, width, height = HEADER.unpack_from(data)
+        if magic != MAGIC or min(width, height) != self.side or len(data) != HEADER.size + 3 * width * height:
+            raise ValueError(f"{entry}: not a complete cache entry")
+        return Image.frombuffer("RGB", (width, height), memoryview(data)[HEADER.size :], "raw", "RGB", 0, 1)
+
+    def _store(self, entry: Path, image: Image.Image) -> None:
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(HEADER.pack(MAGIC, *image.size))
+                    f.write(image.tobytes())
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, entry)  # atomic: readers see the whole entry or none
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as err:
+            self.writable = False
+            print(
+                f"WARNING: decoded-image cache disabled, cannot write {entry.parent} ({err.strerror or err}); "
+                "set data.decoded_cache=false or point data.cache_dir to a writable folder",
+                file=sys.stderr,
+            )
