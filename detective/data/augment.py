@@ -30,6 +30,11 @@ class AugmentConfig:
     jpeg_prob: float = 0.0
     jpeg_quality: Sequence[int] = (30, 100)
 
+    @property
+    def deterministic(self) -> bool:
+        """True when every epoch gives each image the same pixels (center crop, no flip, blur or JPEG)."""
+        return self.crop == "center" and not self.flip and not self.blur_prob and not self.jpeg_prob
+
 
 def _uniform(lo: float, hi: float) -> float:
     return lo + (hi - lo) * torch.rand(()).item()

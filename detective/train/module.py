@@ -56,6 +56,7 @@ class DetectiveModule(L.LightningModule):
         channels_last: bool = True,
         frozen_backbone: str = "jit",
         compile: bool = False,
+        cache_features: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -71,7 +72,11 @@ class DetectiveModule(L.LightningModule):
             std=std,
         )
         # A compiled backbone serves the frozen phase too (TorchScript cannot trace a compiled module).
-        self.net.set_speed(channels_last=channels_last, frozen_backbone="eager" if compile else frozen_backbone)
+        self.net.set_speed(
+            channels_last=channels_last,
+            frozen_backbone="eager" if compile else frozen_backbone,
+            cache_features=cache_features,
+        )
         if compile:
             self.net.backbone.compile()  # in place, so parameter names (and checkpoints) stay the plain net's
         n = len(self.subjects)

@@ -60,9 +60,19 @@ def source_pos_weight(datamodule: DetectiveDataModule) -> float | None:
     return (len(train) - n_ai) / n_ai if n_ai else None
 
 
+def resolve_cache_features(value: Any, datamodule: DetectiveDataModule) -> bool:
+    """`model.cache_features=auto`: remember a frozen backbone's features when every epoch shows the same images."""
+    if value == "auto":
+        return datamodule.augment.deterministic
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"model.cache_features must be true, false or auto, got {value!r}")
+
+
 def build_module(cfg: DictConfig, datamodule: DetectiveDataModule) -> DetectiveModule:
     """The LightningModule with pretrained backbone weights loaded as the config asks."""
     kwargs = {k: v for k, v in plain(cfg.model).items() if k not in RUN_ONLY_MODEL_KEYS}
+    kwargs["cache_features"] = resolve_cache_features(kwargs.get("cache_features", False), datamodule)
     if cfg.model.balance_source:
         kwargs["source_pos_weight"] = source_pos_weight(datamodule)
     module = DetectiveModule(

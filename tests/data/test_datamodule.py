@@ -29,7 +29,8 @@ def test_a_file_that_breaks_mid_epoch_is_reported_once_and_dropped(image_tree, c
     dm.setup()
     assert any(s.path.name == "truncated.jpg" for s in dm.splits["train"])
     for _ in range(2):  # two epochs: no exception, one sample fewer
-        total = sum(len(batch[0]) for batch in dm.train_dataloader())
+        # A batch holding only the broken file comes out as None (the training step skips it).
+        total = sum(len(batch[0]) for batch in dm.train_dataloader() if batch is not None)
         assert total == len(dm.splits["train"]) - 1
     err = capsys.readouterr().err
     assert err.count("truncated.jpg") == 1 and "cannot read image" in err
@@ -42,3 +43,22 @@ def test_demo_set_is_the_default_root(tmp_path, monkeypatch):
     dm.setup()
     assert dm.subjects == ["circle", "square", "star", "triangle"]
     assert str(dm.scan.root).startswith(str(tmp_path))
+
+
+def test_batches_come_in_channels_last_and_collate_in_workers_too(image_tree):
+    dm = make_module(image_tree(balanced_names(("cat", "dog"), 4), size=(64, 48)), num_workers=1)
+    dm.setup()
+    images, _, _ = next(iter(dm.val_dataloader()))
+    assert images.is_contiguous(memory_format=torch.channels_last)  # what the model runs on: no transpose
+
+
+def test_decoded_cache_serves_later_epochs_with_the_same_batches(image_tree, tmp_path):
+    root = image_tree(balanced_names(("cat", "dog"), 4), size=(64, 48))
+    cached = make_module(root, decoded_cache=True, cache_dir=str(tmp_path / "decoded"))
+    plain = make_module(root)
+    for dm in (cached, plain):
+        dm.setup()
+    first = [b[0] for b in cached.val_dataloader()]
+    assert len(list((tmp_path / "decoded").rglob("*.rgb"))) == len(cached.splits["val"])  # filled by the 1st pass
+    for epoch in ([b[0] for b in cached.val_dataloader()], [b[0] for b in plain.val_dataloader()]):
+        assert all(torch.equal(a, b) for a, b in zip(first, epoch, strict=True))

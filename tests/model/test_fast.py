@@ -102,3 +102,36 @@ def test_trace_needs_eval_mode_and_unknown_forms_are_named(images):
         trace_frozen(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train(), images.float())
     with pytest.raises(ValueError, match=r"model\.frozen_backbone 'fast'"):
         check_frozen_form("fast")
+
+
+def count_backbone_images(net: DetectiveNet) -> list[int]:
+    seen: list[int] = []
+    net.backbone.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    return seen
+
+
+def test_remembered_features_are_computed_once_per_image_and_forgotten_when_weights_change(images):
+    net = realistic_net().set_speed(frozen_backbone="eager", cache_features=True)
+    freeze_backbone(net)
+    net.train()  # a frozen backbone stays in eval mode, so the same image always gives the same features
+    seen = count_backbone_images(net)
+    first = net.features(images)
+    again = net.features(images.flip(0))  # same images, another order: nothing recomputed
+    mixed = net.features(torch.cat([images[:2], 255 - images[:1]]))  # one new image
+    assert seen == [4, 1]
+    assert_close(again, first.flip(0))
+    assert_close(mixed[:2], first[:2])
+    assert_close(mixed, plain_copy(net).features(torch.cat([images[:2], 255 - images[:1]])))
+
+    unfreeze_backbone(net)
+    freeze_backbone(net)
+    net.features(images)
+    assert seen == [4, 1, 4]  # fine-tuning may have changed the weights: computed afresh
+
+
+def test_features_are_not_remembered_for_a_learning_backbone(images):
+    net = realistic_net().set_speed(cache_features=True)
+    seen = count_backbone_images(net)
+    net.features(images)
+    net.features(images)
+    assert seen == [4, 4] and not net._feature_cache

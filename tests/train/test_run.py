@@ -1,7 +1,10 @@
+import pytest
 import torch
 
+from detective.data.datamodule import DetectiveDataModule
 from detective.predict.checkpoint import read_checkpoint
 from detective.train.module import DetectiveModule
+from detective.train.run import resolve_cache_features
 
 
 def test_tiny_fit_writes_best_and_last_checkpoints(trained_checkpoint):
@@ -23,3 +26,15 @@ def test_checkpoint_holds_plain_values_only(trained_checkpoint):
     info = read_checkpoint(trained_checkpoint)  # weights_only loading: it would refuse any pickled object
     assert info.subjects == ["cat", "dog", "owl"]
     assert {"image_size", "crop_fraction", "mean", "std", "threshold", "backbone"} <= set(info.hparams)
+
+
+@pytest.mark.parametrize(
+    ("augment", "expected"),
+    [({"crop": "center", "flip": False}, True), ({"crop": "center", "flip": True}, False), ({}, False)],
+)
+def test_cache_features_auto_only_when_every_epoch_shows_the_same_pixels(augment, expected):
+    datamodule = DetectiveDataModule(augment=augment)
+    assert resolve_cache_features("auto", datamodule) is expected
+    assert resolve_cache_features(False, datamodule) is False
+    with pytest.raises(ValueError, match=r"model\.cache_features"):
+        resolve_cache_features("sometimes", datamodule)
