@@ -186,10 +186,11 @@ def bare_mobilenet() -> torch.nn.Module:
     return torchvision.models.mobilenet_v2(weights=None)
 
 
-def detective_net(compile: bool = False) -> DetectiveNet:
+def detective_net(compile: bool = False, cache_features: bool = False) -> DetectiveNet:
     """DetectiveNet with the speed settings train.py uses by default (conf/model): channels_last, and a frozen
-    backbone in its traced form; `compile` as `model.compile=true` does it."""
-    net = DetectiveNet(4).set_speed(channels_last=True, frozen_backbone="eager" if compile else "jit")
+    backbone in its traced form; `compile` and `cache_features` as `model.compile` / `model.cache_features` do."""
+    frozen_backbone = "eager" if compile else "jit"
+    net = DetectiveNet(4).set_speed(frozen_backbone=frozen_backbone, cache_features=cache_features)
     if compile:
         net.backbone.compile()
     return net
@@ -273,6 +274,8 @@ def bench_model(quick: bool, repeats: int) -> list[Row]:
             "detective": make_step(detective_net(), True, mode, BATCH, "cpu"),
             "bare": make_step(bare_mobilenet(), False, mode, BATCH, "cpu"),
         }
+        if mode == "frozen":  # the same batch every step: the steady state of epochs 2+ without augmentation
+            variants["remembered"] = make_step(detective_net(cache_features=True), True, mode, BATCH, "cpu")
         if mode == "full":
             print("model full, compiled (model.compile=true) and bf16 (trainer.precision=bf16-mixed) ...", flush=True)
             start = time.perf_counter()
@@ -282,6 +285,9 @@ def bench_model(quick: bool, repeats: int) -> list[Row]:
             variants["bf16"] = make_step(detective_net(), True, mode, BATCH, "cpu", bf16=True)
         rates = interleaved({k: lambda s=v: step_rate(s, BATCH, steps, "cpu") for k, v in variants.items()}, repeats)
         rows.append(Row(stage, rates["detective"], rates["bare"]))
+        if mode == "frozen":
+            remembered = "  frozen, features remembered (no augmentation, epoch 2+)"
+            rows.append(Row(remembered, rates["remembered"], rates["bare"], original=stage))
         if mode == "full":
             rows.append(Row("  full, model.compile=true", rates["compiled"], rates["bare"], original=stage))
             rows.append(Row("  full, trainer.precision=bf16-mixed", rates["bf16"], rates["bare"], original=stage))

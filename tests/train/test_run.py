@@ -3,6 +3,7 @@ import torch
 
 from detective.data.datamodule import DetectiveDataModule
 from detective.predict.checkpoint import read_checkpoint
+from detective.train.config import compose_config
 from detective.train.module import DetectiveModule
 from detective.train.run import resolve_cache_features
 
@@ -38,3 +39,11 @@ def test_cache_features_auto_only_when_every_epoch_shows_the_same_pixels(augment
     assert resolve_cache_features(False, datamodule) is False
     with pytest.raises(ValueError, match=r"model\.cache_features"):
         resolve_cache_features("sometimes", datamodule)
+
+
+def test_speed_levers_default_on_and_speed_plain_turns_them_all_off():
+    fast, plain = compose_config([]), compose_config(["speed=plain"])
+    assert fast.data.decoded_cache and fast.model.channels_last and fast.model.frozen_backbone == "jit"
+    assert fast.model.cache_features == "auto"
+    assert not plain.data.decoded_cache and not plain.model.channels_last and plain.model.frozen_backbone == "eager"
+    assert plain.model.cache_features is False and plain.model.compile is False
