@@ -3,6 +3,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import write_image
 
 from detective.data import cache as cache_module
 from detective.data.cache import DecodedCache, default_cache_dir
@@ -10,7 +11,6 @@ from detective.data.dataset import ImageDataset
 from detective.data.images import ImageDecodeError
 from detective.data.scan import Sample
 from detective.data.transforms import eval_transform, resize_size
-from tests.conftest import write_image
 
 
 def entries(folder) -> list:
