@@ -168,7 +168,11 @@ def start_and_stop(folder: Path, after: int, sig: str = "SIGKILL") -> subprocess
     """Run label.py on `folder` in a subprocess and send it `sig` once `after` renames are journaled."""
     env = {**os.environ, PAUSE_ENV: "0.02"}
     cmd = [sys.executable, "label.py", str(folder)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A test run started in the background inherits SIGINT ignored; the child must see Ctrl-C as a user would.
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         journals = list(folder.glob(JOURNAL_PREFIX + "*"))
