@@ -43,14 +43,18 @@ USER_ERRORS = (DataError, PretrainedWeightsError, FileNotFoundError, NotADirecto
 RUN_ONLY_MODEL_KEYS = ("pretrained", "weights_path", "balance_source")
 
 
-def resolve_pretrained(cfg: DictConfig) -> bool:
-    """`model.pretrained=auto`: ImageNet weights on your data, training from scratch on the demo set."""
-    value = cfg.model.pretrained
+def auto_flag(name: str, value: Any, auto: bool) -> bool:
+    """A true/false/auto option: `auto` takes the value the run's situation suggests."""
     if value == "auto":
-        return cfg.data.root is not None
+        return auto
     if isinstance(value, bool):
         return value
-    raise ValueError(f"model.pretrained must be true, false or auto, got {value!r}")
+    raise ValueError(f"{name} must be true, false or auto, got {value!r}")
+
+
+def resolve_pretrained(cfg: DictConfig) -> bool:
+    """`model.pretrained=auto`: ImageNet weights on your data, training from scratch on the demo set."""
+    return auto_flag("model.pretrained", cfg.model.pretrained, cfg.data.root is not None)
 
 
 def source_pos_weight(datamodule: DetectiveDataModule) -> float | None:
@@ -62,11 +66,7 @@ def source_pos_weight(datamodule: DetectiveDataModule) -> float | None:
 
 def resolve_cache_features(value: Any, datamodule: DetectiveDataModule) -> bool:
     """`model.cache_features=auto`: remember a frozen backbone's features when every epoch shows the same images."""
-    if value == "auto":
-        return datamodule.augment.deterministic
-    if isinstance(value, bool):
-        return value
-    raise ValueError(f"model.cache_features must be true, false or auto, got {value!r}")
+    return auto_flag("model.cache_features", value, datamodule.augment.deterministic)
 
 
 def build_module(cfg: DictConfig, datamodule: DetectiveDataModule) -> DetectiveModule:
