@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -24,6 +25,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ from detective.data.cache import DecodedCache  # noqa: E402
 from detective.data.dataset import ImageDataset, collate_skip_failed  # noqa: E402
 from detective.data.scan import Sample  # noqa: E402
 from detective.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, resize_size  # noqa: E402
+from detective.memory import reuse_freed_memory  # noqa: E402
 from detective.model.net import DetectiveNet, freeze_backbone  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -131,8 +135,18 @@ def detective_loader(paths: list[Path], cache_dir: Path | None = None) -> DataLo
     cache = DecodedCache(cache_dir, side) if cache_dir else None
     dataset = ImageDataset(samples, ["x"], eval_transform(IMAGE_SIZE), side, cache=cache)
     return DataLoader(
-        dataset, batch_size=BATCH, num_workers=WORKERS, collate_fn=collate_skip_failed, persistent_workers=True
+        dataset,
+        batch_size=BATCH,
+        num_workers=WORKERS,
+        collate_fn=collate_skip_failed,
+        persistent_workers=True,
+        worker_init_fn=_reuse_in_worker,
     )
+
+
+def _reuse_in_worker(worker_id: int) -> None:
+    """Training forks its loader workers inside `reusing_freed_memory`; here only detective's workers get it."""
+    reuse_freed_memory()
 
 
 def naive_loader(paths: list[Path]) -> DataLoader:
@@ -261,35 +275,94 @@ def step_rate(step: Callable[[], None], batch: int, steps: int, device: str) -> 
     return batch / statistics.median(times)
 
 
+@dataclass(frozen=True)
+class StepSpec:
+    """A model variant to time: detective's net (with its speed options) or the bare torchvision one."""
+
+    detective: bool
+    mode: str  # "forward", "frozen" or "full", as in `make_step`
+    compile: bool = False
+    cache_features: bool = False
+    bf16: bool = False
+
+    def build(self, batch: int, device: str) -> Callable[[], None]:
+        net = detective_net(self.compile, self.cache_features) if self.detective else bare_mobilenet()
+        return make_step(net, self.detective, self.mode, batch, device, self.bf16)
+
+
+class StepProcess:
+    """A spawned process that builds model variants and times them on request. Its C library's memory setting
+    is the one its variants meet in real use: `reuse_freed_memory` as train.py applies it, or glibc's defaults
+    as a plain PyTorch script has them (a process-wide setting, hence one process per kind)."""
+
+    def __init__(self, reuse_memory: bool, specs: dict[str, StepSpec], batch: int = BATCH) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve_steps, args=(child, reuse_memory, specs, batch), daemon=True)
+        self.process.start()
+        self.build_seconds: dict[str, float] = self.conn.recv()  # building, and the first step (compilation)
+
+    def rate(self, name: str, steps: int) -> float:
+        self.conn.send((name, steps))
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join()
+
+
+def _serve_steps(conn: Connection, reuse_memory: bool, specs: dict[str, StepSpec], batch: int) -> None:
+    if reuse_memory:
+        reuse_freed_memory()
+    torch.manual_seed(0)
+    steps, seconds = {}, {}
+    for name, spec in specs.items():
+        start = time.perf_counter()
+        steps[name] = spec.build(batch, "cpu")
+        steps[name]()
+        seconds[name] = time.perf_counter() - start
+    conn.send(seconds)
+    while (request := conn.recv()) is not None:
+        name, count = request
+        conn.send(step_rate(steps[name], batch, count, "cpu"))
+
+
 def bench_model(quick: bool, repeats: int) -> list[Row]:
     """Forward and training throughput; each repeat times a few steps per variant, the variants in turns.
-    Then the opt-in levers on full fine-tuning: torch.compile (its compile time reported) and bf16 autocast."""
+    Detective's variants run in a process set up as train.py sets it up, the bare model in a plain one; a third
+    process runs detective with the C library's defaults, to show what `reuse_freed_memory` alone is worth.
+    On full fine-tuning also the opt-in levers: torch.compile (its compile time reported) and bf16 autocast."""
     stages = {"forward": "forward", "frozen": "train step, backbone frozen", "full": "train step, full fine-tuning"}
     steps = 2 if quick else 3
     rows = []
     for mode, stage in stages.items():
         print(f"model {mode} ...", flush=True)
-        torch.manual_seed(0)
-        variants = {
-            "detective": make_step(detective_net(), True, mode, BATCH, "cpu"),
-            "bare": make_step(bare_mobilenet(), False, mode, BATCH, "cpu"),
-        }
+        ours = {"detective": StepSpec(True, mode)}
         if mode == "frozen":  # the same batch every step: the steady state of epochs 2+ without augmentation
-            variants["remembered"] = make_step(detective_net(cache_features=True), True, mode, BATCH, "cpu")
+            ours["remembered"] = StepSpec(True, mode, cache_features=True)
         if mode == "full":
-            print("model full, compiled (model.compile=true) and bf16 (trainer.precision=bf16-mixed) ...", flush=True)
-            start = time.perf_counter()
-            variants["compiled"] = make_step(detective_net(compile=True), True, mode, BATCH, "cpu")
-            variants["compiled"]()  # the compilation
-            rows.append(Row("  torch.compile time, once per run", time.perf_counter() - start, unit="s"))
-            variants["bf16"] = make_step(detective_net(), True, mode, BATCH, "cpu", bf16=True)
-        rates = interleaved({k: lambda s=v: step_rate(s, BATCH, steps, "cpu") for k, v in variants.items()}, repeats)
+            print("  with model.compile=true and trainer.precision=bf16-mixed too ...", flush=True)
+            ours["compiled"] = StepSpec(True, mode, compile=True)
+            ours["bf16"] = StepSpec(True, mode, bf16=True)
+        fast = StepProcess(True, ours)
+        defaults = StepProcess(False, {"detective": StepSpec(True, mode)})
+        bare = StepProcess(False, {"bare": StepSpec(False, mode)})
+        variants = {name: partial(fast.rate, name, steps) for name in ours}
+        variants["malloc defaults"] = partial(defaults.rate, "detective", steps)
+        variants["bare"] = partial(bare.rate, "bare", steps)
+        rates = interleaved(variants, repeats, warmup=2)  # the heap settles after a few steps
+        for process in (fast, defaults, bare):
+            process.close()
+        compile_seconds = fast.build_seconds.get("compiled")
         rows.append(Row(stage, rates["detective"], rates["bare"]))
+        without = "  without reuse_freed_memory (malloc defaults)"
+        rows.append(Row(without, rates["malloc defaults"], rates["bare"], original=stage))
         if mode == "frozen":
             remembered = "  frozen, features remembered (no augmentation, epoch 2+)"
             rows.append(Row(remembered, rates["remembered"], rates["bare"], original=stage))
         if mode == "full":
             rows.append(Row("  full, model.compile=true", rates["compiled"], rates["bare"], original=stage))
+            rows.append(Row("  torch.compile time, once per run", compile_seconds, unit="s"))
             rows.append(Row("  full, trainer.precision=bf16-mixed", rates["bf16"], rates["bare"], original=stage))
     return rows
 
@@ -378,8 +451,8 @@ def bench_gpu(quick: bool, repeats: int) -> list[Row]:
     batch, steps = 256, 3 if quick else 5
     rows = []
     for mode in ("frozen", "full"):
-        ours = make_step(detective_net(), True, mode, batch, "cuda", bf16=True)
-        bare = make_step(bare_mobilenet(), False, mode, batch, "cuda", bf16=True)
+        ours = StepSpec(True, mode, bf16=True).build(batch, "cuda")
+        bare = StepSpec(False, mode, bf16=True).build(batch, "cuda")
         rates = interleaved(
             {
                 "detective": lambda s=ours: step_rate(s, batch, steps, "cuda"),
@@ -400,7 +473,7 @@ def gpu_busy_share(batch: int) -> float:
     samples = [Sample(path=p, subject="x", is_ai=False) for p in paths] * max(1, 4 * workers * batch // len(paths))
     dataset = ImageDataset(samples, ["x"], eval_transform(IMAGE_SIZE), resize_size(IMAGE_SIZE))
     loader = DataLoader(dataset, batch_size=batch, num_workers=workers, collate_fn=collate_skip_failed, pin_memory=True)
-    step = make_step(detective_net(), True, "full", batch, "cuda", bf16=True)
+    step = StepSpec(True, "full", bf16=True).build(batch, "cuda")
     step()  # warm-up
     events = []
     batches = iter(loader)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from detective.data.audit import DataError
 from detective.data.datamodule import DetectiveDataModule
+from detective.memory import reusing_freed_memory
 from detective.model.pretrained import PretrainedWeightsError, load_backbone_weights
 from detective.train.checkpoint_io import AtomicCheckpointIO
 from detective.train.config import plain
@@ -142,6 +143,11 @@ def save_resolved_config(cfg: DictConfig) -> Path:
 def train(cfg: DictConfig) -> float | None:
     """Fit, test the best checkpoint, print the summary; return the monitored metric for sweepers."""
     check_accelerator(cfg)
+    with reusing_freed_memory(cfg.get("reuse_freed_memory", True)):
+        return _fit_and_test(cfg)
+
+
+def _fit_and_test(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     save_resolved_config(cfg)
     datamodule: DetectiveDataModule = instantiate(cfg.data)
