@@ -9,6 +9,7 @@ torch.compile; if a future torch drops it, `trace_frozen` falls back to the eage
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
 
@@ -30,18 +31,35 @@ def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def trace_frozen(trunk: nn.Module, example: Tensor) -> Callable[[Tensor], Tensor]:
+def trace_frozen(trunk: nn.Module, example: Tensor, dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
     """An inference-only copy of `trunk` (which must be in eval mode and not learn): traced, frozen (weights as
     constants, BatchNorm folded) and, on CPU, fused by oneDNN Graph. Its outputs equal the module's to float
-    rounding; the copy does not follow later weight changes, so rebuild it after the trunk trains again."""
+    rounding; the copy does not follow later weight changes, so rebuild it after the trunk trains again.
+
+    With a `dtype` other than the example's (bf16 under mixed precision), the copy holds its weights in that dtype
+    and casts its input to it: autocast would otherwise convert every weight on every call, and could not fuse."""
     if trunk.training:
         raise ValueError("trace_frozen needs the trunk in eval mode (BatchNorm with running statistics)")
+    dtype = dtype or example.dtype
+    if dtype != example.dtype:
+        trunk, example = copy.deepcopy(trunk).to(dtype), example.to(dtype)
     if example.device.type == "cpu":
         torch.jit.enable_onednn_fusion(True)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), torch.autocast(example.device.type, enabled=False):
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice: a known choice here
-            return torch.jit.freeze(torch.jit.trace(trunk, example, check_trace=False))
+            traced = torch.jit.freeze(torch.jit.trace(trunk, example, check_trace=False))
     except (AttributeError, RuntimeError) as err:  # a torch without TorchScript, or a trunk it cannot trace
         warnings.warn(f"frozen backbone runs eagerly: TorchScript tracing failed ({err})", stacklevel=2)
-        return trunk
+        traced = trunk
+    return _casting_input(traced, dtype)
+
+
+def _casting_input(fn: Callable[[Tensor], Tensor], dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
+    """`fn` fed `dtype`, with autocast off: the weights are already in the precision it would choose."""
+
+    def run(x: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return fn(x.to(dtype))
+
+    return run

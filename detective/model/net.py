@@ -173,13 +173,15 @@ class DetectiveNet(nn.Module):
         return F.adaptive_avg_pool2d(maps, 1).flatten(1)
 
     def _frozen_trunk(self, x: Tensor) -> Callable[[Tensor], Tensor]:
-        """The frozen backbone in `frozen_form`, traced once per device and dtype. Under autocast it stays eager
-        (a trace would bake in one precision)."""
-        if self.frozen_form == "eager" or torch.is_autocast_enabled(x.device.type):
+        """The frozen backbone in `frozen_form`, traced once per device, precision and layout; under autocast
+        (mixed precision) the trace is of a copy in the autocast dtype, as a trace bakes in one precision."""
+        if self.frozen_form == "eager":
             return self.backbone
-        key = (x.device, x.dtype, self.memory_format)
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        key = (x.device, dtype, self.memory_format)
         if key not in self._frozen_trunks:
-            self._frozen_trunks[key] = trace_frozen(self.backbone, x)
+            self._frozen_trunks[key] = trace_frozen(self.backbone, x, dtype)
         return self._frozen_trunks[key]
 
     def __getstate__(self) -> dict[str, Any]:

@@ -52,6 +52,22 @@ def test_fast_forms_compute_what_the_plain_net_computes(images, form, channels_l
     assert bool(fast._frozen_trunks) == (form == "jit")
 
 
+def test_under_mixed_precision_the_frozen_trunk_runs_in_bf16_and_agrees_with_eager_autocast(images):
+    fast = realistic_net().set_speed(frozen_backbone="jit")
+    freeze_backbone(fast)
+    fast.eval()
+    eager = plain_copy(fast)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        for _ in range(3):
+            got = fast.features(images)
+        want = eager.features(images)
+    assert got.dtype == torch.bfloat16  # a bf16 trace, not the float32 one with autocast ignored
+    # bf16 keeps ~3 significant digits; eager autocast rounds at other places than the folded trace
+    torch.testing.assert_close(got.float(), want.float(), rtol=0.05, atol=0.05 * float(want.float().abs().max()))
+    with torch.no_grad():  # outside autocast the float32 trace is used again, exact as before
+        assert_close(fast.features(images), eager.features(images))
+
+
 def test_frozen_backbone_gets_no_gradients_and_the_heads_learn(images):
     net = realistic_net().set_speed()
     freeze_backbone(net)
