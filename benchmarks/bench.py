@@ -6,7 +6,8 @@ Sections (names for --skip): `loader` (detective's data pipeline vs a naive PIL 
 640x480 and 4032x3024 JPEG sets: with the decoded-image cache as training uses it from its second epoch, and
 decoding every image as a first epoch does), `model` (forward, frozen-backbone and full training steps of
 DetectiveNet with the default speed settings vs the bare torchvision MobileNetV2 in eager mode, batch 32, 224 px,
-float32; then the opt-in levers torch.compile and bf16), `train` (end-to-end `train.py` on the demo recipe),
+float32, each in a process set up as in real use; then detective without reuse_freed_memory, and the opt-in
+levers bf16, remembered features and torch.compile), `train` (end-to-end `train.py` on the demo recipe),
 `predict` (predict.py cold start, via bench_predict.py), `gpu` (bf16 training at batch 256 and whether the GPU waits
 on data; only where CUDA is present). Every figure is a median of repeats after a warm-up, baseline and detective
 interleaved, because the machine is shared and noisy. Prints a table and writes JSON. Nothing here asserts timings.

@@ -1,10 +1,12 @@
 """Faster forms of the model for the parts that do not learn: memory layout and a frozen, fused backbone.
 
-Measured on a 2-core AVX-512 CPU, MobileNetV2 at batch 32, 224 px, float32 (benchmarks/bench.py): eager NCHW
-~38 img/s, channels_last ~65 img/s, the TorchScript form below ~175 img/s (BatchNorm folded into the convolutions,
-conv + BatchNorm + ReLU6 fused by oneDNN). `torch.compile` (inductor, freezing) reached ~98 img/s there after a
-compile of tens of seconds, so the frozen backbone uses TorchScript. TorchScript is deprecated in favour of
-torch.compile; if a future torch drops it, `trace_frozen` falls back to the eager module with a warning.
+Measured on a 2-core AVX-512 CPU, MobileNetV2 at batch 32, 224 px, float32 (benchmarks/bench.py): eager NCHW ~38
+img/s, channels_last ~65 img/s, the TorchScript form below ~175 img/s (BatchNorm folded into the convolutions, conv
++ BatchNorm + ReLU6 fused by oneDNN). `torch.compile` (inductor, freezing) reached ~98 img/s there after a compile
+of tens of seconds, so the frozen backbone uses TorchScript. (All with glibc's default malloc; with
+`detective.memory.reusing_freed_memory`, as train.py runs, the trace reaches ~230 img/s, ~400 as a bf16 trace.)
+TorchScript is deprecated in favour of torch.compile; if a future torch drops it, `trace_frozen` falls back to the
+eager module with a warning.
 """
 
 from __future__ import annotations
