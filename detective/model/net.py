@@ -146,7 +146,8 @@ class DetectiveNet(nn.Module):
             raise ValueError(f"expected images of shape [B, 3, H, W], got {list(x.shape)}")
         scale = 255.0 if x.dtype == torch.uint8 else 1.0
         x = x.contiguous(memory_format=self.memory_format)  # on the uint8 batch: a quarter of the bytes to move
-        return (x.to(self.mean.dtype) / scale - self.mean) / self.std
+        # One multiply-add per pixel (x * 1/(scale*std) - mean/std): half the time of scaling, subtracting, dividing.
+        return torch.addcmul(-self.mean / self.std, x.to(self.mean.dtype), 1.0 / (scale * self.std))
 
     def features(self, x: Tensor) -> Tensor:
         """Pooled backbone features [B, feature_dim]; a frozen backbone runs without autograd, in its fast form,
