@@ -49,10 +49,10 @@ def reusing_freed_memory(enabled: bool = True) -> Iterator[bool]:
     """`reuse_freed_memory` for the block only; yields whether it is in force. Data loader workers forked
     inside the block keep it. On exit glibc's default limits are restored (its dynamic mmap threshold stays off)
     and the kept memory is given back."""
-    if not (enabled and reuse_freed_memory()):
+    libc = _glibc() if enabled else None
+    if libc is None or not _set(libc, 0, KEEP_ALL):
         yield False
         return
-    libc = _glibc()
     try:
         yield True
     finally:
