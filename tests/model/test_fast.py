@@ -68,6 +68,34 @@ def test_under_mixed_precision_the_frozen_trunk_runs_in_bf16_and_agrees_with_eag
         assert_close(fast.features(images), eager.features(images))
 
 
+def test_activations_work_in_place_only_while_the_backbone_does_not_learn(images):
+    net = realistic_net()
+    activations = [m for m in net.backbone.modules() if isinstance(m, nn.Hardtanh)]
+
+    def in_place() -> set[bool]:
+        return {m.inplace for m in activations}
+
+    assert in_place() == {False}  # built in training mode: fine-tuning
+    net.eval()
+    assert in_place() == {True}
+    net.train()
+    freeze_backbone(net)
+    assert in_place() == {True}
+    unfreeze_backbone(net)
+    assert in_place() == {False}
+
+    reference = copy.deepcopy(net)
+    for m in reference.backbone.modules():
+        if isinstance(m, nn.Hardtanh):
+            m.inplace = True  # torchvision's own setting: the same gradients, computed with an extra copy
+    for model in (net, reference):
+        torch.manual_seed(0)  # the same dropout mask
+        subject_logits, source_logits = model(images)
+        (subject_logits.sum() + source_logits.sum()).backward()
+    for got, want in zip(net.backbone_parameters(), reference.backbone_parameters(), strict=True):
+        assert_close(got.grad, want.grad)
+
+
 def test_frozen_backbone_gets_no_gradients_and_the_heads_learn(images):
     net = realistic_net().set_speed()
     freeze_backbone(net)
