@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     if not inputs.files:
         return SOME_FAILED
 
+    from detective.memory import reusing_freed_memory
     from detective.predict.checkpoint import CheckpointError  # imports torch: only now there is work to do
     from detective.predict.predictor import Failure, Predictor
 
@@ -97,16 +98,18 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     workers = 0 if single else args.workers
     progress = ProgressBar(len(inputs.files), err, unit=" images", enabled=not args.no_progress)
     failed = bool(inputs.errors)
-    for result in predictor.iter_predict(inputs.files, args.batch_size, args.top_k, workers):
-        progress.clear()
-        if isinstance(result, Failure):
-            failed = True
-            report_failure(result.path or "", result.error, args.json, out, error)
-        elif args.json:
-            print(json.dumps(result.as_dict()), file=out)
-        else:
-            print(f"{result.path}  {result.describe()}", file=out)
-        progress.advance()
+    # Several files: batches reuse their memory instead of page-faulting it in again (glibc; ~1.3x on a folder).
+    with reusing_freed_memory(enabled=not single):
+        for result in predictor.iter_predict(inputs.files, args.batch_size, args.top_k, workers):
+            progress.clear()
+            if isinstance(result, Failure):
+                failed = True
+                report_failure(result.path or "", result.error, args.json, out, error)
+            elif args.json:
+                print(json.dumps(result.as_dict()), file=out)
+            else:
+                print(f"{result.path}  {result.describe()}", file=out)
+            progress.advance()
     progress.clear()
     out.flush()
     return SOME_FAILED if failed else OK
