@@ -204,11 +204,7 @@ def bare_mobilenet() -> torch.nn.Module:
 def detective_net(compile: bool = False, cache_features: bool = False) -> DetectiveNet:
     """DetectiveNet with the speed settings train.py uses by default (conf/model): channels_last, and a frozen
     backbone in its traced form; `compile` and `cache_features` as `model.compile` / `model.cache_features` do."""
-    frozen_backbone = "eager" if compile else "jit"
-    net = DetectiveNet(4).set_speed(frozen_backbone=frozen_backbone, cache_features=cache_features)
-    if compile:
-        net.backbone.compile()
-    return net
+    return DetectiveNet(4).set_speed(compile=compile, cache_features=cache_features)
 
 
 def make_step(net: torch.nn.Module, detective: bool, mode: str, batch: int, device: str, bf16: bool = False):

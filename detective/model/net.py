@@ -124,16 +124,25 @@ class DetectiveNet(nn.Module):
         )
 
     def set_speed(
-        self, *, channels_last: bool = True, frozen_backbone: str = "jit", cache_features: bool = False
+        self,
+        *,
+        channels_last: bool = True,
+        frozen_backbone: str = "jit",
+        compile: bool = False,
+        cache_features: bool = False,
     ) -> DetectiveNet:
         """How the net runs, not what it computes: the memory layout of weights and inputs, the form a frozen
-        backbone runs in (`detective.model.fast`), and whether a frozen backbone's features are remembered per
-        image (worth it when the same images come back every epoch, i.e. without random augmentation; ~5 KB per
-        image). Outputs agree with the plain net to float rounding."""
-        self.frozen_form = check_frozen_form(frozen_backbone)
+        backbone runs in (`detective.model.fast`), `torch.compile` on the backbone, and whether a frozen
+        backbone's features are remembered per image (worth it when the same images come back every epoch, i.e.
+        without random augmentation; ~5 KB per image). Outputs agree with the plain net to float rounding."""
+        check_frozen_form(frozen_backbone)
+        # A compiled backbone serves the frozen phase too (TorchScript cannot trace a compiled module).
+        self.frozen_form = "eager" if compile else frozen_backbone
         self.memory_format = memory_format(channels_last)
         self.cache_features = cache_features
         self.forget_frozen_state()
+        if compile:
+            self.backbone.compile()  # in place, so parameter names (and checkpoints) stay the plain net's
         return self.to(memory_format=self.memory_format)
 
     def forget_frozen_state(self) -> None:

@@ -71,14 +71,9 @@ class DetectiveModule(L.LightningModule):
             mean=mean,
             std=std,
         )
-        # A compiled backbone serves the frozen phase too (TorchScript cannot trace a compiled module).
         self.net.set_speed(
-            channels_last=channels_last,
-            frozen_backbone="eager" if compile else frozen_backbone,
-            cache_features=cache_features,
+            channels_last=channels_last, frozen_backbone=frozen_backbone, compile=compile, cache_features=cache_features
         )
-        if compile:
-            self.net.backbone.compile()  # in place, so parameter names (and checkpoints) stay the plain net's
         n = len(self.subjects)
         # ModuleDict keys cannot be "train" (nn.Module.train exists), hence the "_<stage>" keys.
         self.subject_metrics = torch.nn.ModuleDict({f"_{s}": subject_metrics(n) for s in ("train", "val", "test")})
