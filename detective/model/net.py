@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import chain
 from typing import Any
 
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from detective.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # the statistics the backbone was trained on
-from detective.model.fast import check_frozen_form, memory_format, trace_frozen
+from detective.model.fast import check_frozen_form, fold_batchnorm, memory_format, trace_frozen
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,11 @@ class DetectiveNet(nn.Module):
         self.num_subjects = num_subjects
         self.feature_dim = spec.feature_dim
         self.backbone_frozen = False
+        self.statistics_frozen = False  # the backbone learns with BatchNorm's running statistics kept (eval mode)
         # Speed settings, not architecture (see `set_speed`); the traced frozen trunks are rebuilt, never saved.
         self.memory_format = torch.contiguous_format
         self.frozen_form = "eager"
+        self.compiled = False
         self._frozen_trunks: dict[tuple[Any, ...], Callable[[Tensor], Tensor]] = {}
         self.cache_features = False
         self._feature_cache: dict[bytes, Tensor] = {}  # image digest -> features, while the backbone is frozen
@@ -138,6 +141,8 @@ class DetectiveNet(nn.Module):
         check_frozen_form(frozen_backbone)
         # A compiled backbone serves the frozen phase too (TorchScript cannot trace a compiled module).
         self.frozen_form = "eager" if compile else frozen_backbone
+        self.compiled = compile
+        self.__dict__.pop("_folded_backbone", None)
         self.memory_format = memory_format(channels_last)
         self.cache_features = cache_features
         self.forget_frozen_state()
@@ -179,6 +184,8 @@ class DetectiveNet(nn.Module):
         if self.backbone_frozen:
             with torch.no_grad():
                 maps = self._frozen_trunk(x)(x)
+        elif self.statistics_frozen:
+            maps = self._folded_backbone(x)
         else:
             maps = self.backbone(x)
         return F.adaptive_avg_pool2d(maps, 1).flatten(1)
@@ -195,10 +202,19 @@ class DetectiveNet(nn.Module):
             self._frozen_trunks[key] = trace_frozen(self.backbone, x, dtype)
         return self._frozen_trunks[key]
 
+    @cached_property
+    def _folded_backbone(self) -> nn.Module:
+        """The backbone with BatchNorm folded into its convolutions (`fold_batchnorm`), for learning with frozen
+        statistics. It shares the backbone's modules, so it is built once; held outside the module tree (a cached
+        attribute), so state dicts and `parameters()` never list the backbone twice."""
+        folded = fold_batchnorm(self.backbone)
+        return torch.compile(folded) if self.compiled else folded
+
     def __getstate__(self) -> dict[str, Any]:
         """Pickling (DDP spawn, deepcopy) leaves the traced trunks behind; they are rebuilt on first use."""
         state = self.__dict__.copy()
         state["_frozen_trunks"], state["_feature_cache"] = {}, {}
+        state.pop("_folded_backbone", None)
         return state
 
     def heads(self, features: Tensor) -> tuple[Tensor, Tensor]:
@@ -216,10 +232,15 @@ class DetectiveNet(nn.Module):
         return chain(self.shared.parameters(), self.subject_head.parameters(), self.source_head.parameters())
 
     def train(self, mode: bool = True) -> DetectiveNet:
-        """Like `nn.Module.train`, but a frozen backbone stays in eval mode so its BatchNorm statistics hold."""
+        """Like `nn.Module.train`, but a frozen backbone stays in eval mode, and so does BatchNorm while its
+        statistics are frozen, so that their running statistics hold."""
         super().train(mode)
         if self.backbone_frozen:
             self.backbone.eval()
+        elif self.statistics_frozen:
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         self._place_activations()
         return self
 
@@ -250,10 +271,12 @@ def freeze_backbone(net: DetectiveNet) -> None:
     net.forget_frozen_state()  # traced and remembered from the weights as they are now
 
 
-def unfreeze_backbone(net: DetectiveNet) -> None:
-    """Train the backbone again (fine-tuning); its mode follows the net's."""
+def unfreeze_backbone(net: DetectiveNet, keep_statistics: bool = False) -> None:
+    """Train the backbone again (fine-tuning); its mode follows the net's. With `keep_statistics`, BatchNorm
+    keeps the pretrained running statistics (eval mode, as Keras advises for fine-tuning) and only its scale and
+    shift learn; the backbone then runs with BatchNorm folded into its convolutions (`fold_batchnorm`)."""
     net.backbone_frozen = False
+    net.statistics_frozen = keep_statistics
     net.forget_frozen_state()  # the weights will change; stale traces or features must never be used again
     net.backbone.requires_grad_(True)
-    net.backbone.train(net.training)
-    net._place_activations()
+    net.train(net.training)

@@ -52,6 +52,7 @@ class DetectiveModule(L.LightningModule):
         weight_decay: float = 1e-4,
         freeze_epochs: int = 1,
         finetune: bool = True,
+        freeze_batchnorm: bool = False,
         threshold: float = 0.5,
         channels_last: bool = True,
         frozen_backbone: str = "jit",
@@ -178,12 +179,14 @@ class DetectiveModule(L.LightningModule):
         self._ranking("test")
 
     def on_train_epoch_start(self) -> None:
-        """Phase 1 trains the heads on a frozen backbone (BatchNorm in eval); phase 2 fine-tunes it all."""
+        """Phase 1 trains the heads on a frozen backbone (BatchNorm in eval); phase 2 fine-tunes it all, BatchNorm's
+        statistics included unless `freeze_batchnorm`."""
         frozen = self.current_epoch < self.hparams.freeze_epochs or not self.hparams.finetune
+        keep_statistics = self.hparams.freeze_batchnorm
         if frozen and not self.net.backbone_frozen:
             freeze_backbone(self.net)
-        elif not frozen and self.net.backbone_frozen:
-            unfreeze_backbone(self.net)
+        elif not frozen and (self.net.backbone_frozen or self.net.statistics_frozen != keep_statistics):
+            unfreeze_backbone(self.net, keep_statistics)
 
     def configure_optimizers(self):
         """AdamW with a lower rate for the backbone, cosine-annealed over the run."""

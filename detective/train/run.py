@@ -36,8 +36,12 @@ def check_accelerator(cfg: DictConfig) -> None:
         raise NoDeviceError(f"trainer={cfg.trainer.accelerator} but no CUDA GPU is visible here; use trainer=cpu")
 
 
+class ConfigError(ValueError):
+    """An option value the run cannot use; the message names the option and the fix."""
+
+
 # Errors whose message tells the user what to fix; train.py prints them as one line.
-USER_ERRORS = (DataError, PretrainedWeightsError, FileNotFoundError, NotADirectoryError, NoDeviceError)
+USER_ERRORS = (DataError, PretrainedWeightsError, FileNotFoundError, NotADirectoryError, NoDeviceError, ConfigError)
 
 
 # Keys of the `model` config that steer the run but are not LightningModule hyperparameters.
@@ -50,7 +54,7 @@ def auto_flag(name: str, value: Any, auto: bool) -> bool:
         return auto
     if isinstance(value, bool):
         return value
-    raise ValueError(f"{name} must be true, false or auto, got {value!r}")
+    raise ConfigError(f"{name} must be true, false or auto, got {value!r}")
 
 
 def resolve_pretrained(cfg: DictConfig) -> bool:
@@ -70,10 +74,23 @@ def resolve_cache_features(value: Any, datamodule: DetectiveDataModule) -> bool:
     return auto_flag("model.cache_features", value, datamodule.augment.deterministic)
 
 
+def resolve_freeze_batchnorm(cfg: DictConfig) -> bool:
+    """`model.freeze_batchnorm=auto`: keep pretrained statistics; a backbone trained from scratch has none to keep."""
+    has_statistics = resolve_pretrained(cfg) or cfg.model.weights_path is not None
+    freeze = auto_flag("model.freeze_batchnorm", cfg.model.get("freeze_batchnorm", False), has_statistics)
+    if freeze and not has_statistics:
+        raise ConfigError(
+            "model.freeze_batchnorm=true needs pretrained weights (a random backbone has no BatchNorm statistics to "
+            "keep): set model.pretrained=true or model.weights_path, or model.freeze_batchnorm=false"
+        )
+    return freeze
+
+
 def build_module(cfg: DictConfig, datamodule: DetectiveDataModule) -> DetectiveModule:
     """The LightningModule with pretrained backbone weights loaded as the config asks."""
     kwargs = {k: v for k, v in plain(cfg.model).items() if k not in RUN_ONLY_MODEL_KEYS}
     kwargs["cache_features"] = resolve_cache_features(kwargs.get("cache_features", False), datamodule)
+    kwargs["freeze_batchnorm"] = resolve_freeze_batchnorm(cfg)
     if cfg.model.balance_source:
         kwargs["source_pos_weight"] = source_pos_weight(datamodule)
     module = DetectiveModule(
