@@ -47,7 +47,7 @@ from detective.data.dataset import ImageDataset, collate_skip_failed  # noqa: E4
 from detective.data.scan import Sample  # noqa: E402
 from detective.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, resize_size  # noqa: E402
 from detective.memory import reuse_freed_memory  # noqa: E402
-from detective.model.net import DetectiveNet, freeze_backbone  # noqa: E402
+from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SECTIONS = ("loader", "model", "train", "predict", "gpu")
@@ -207,13 +207,22 @@ def detective_net(compile: bool = False, cache_features: bool = False) -> Detect
     return DetectiveNet(4).set_speed(compile=compile, cache_features=cache_features)
 
 
-def make_step(net: torch.nn.Module, detective: bool, mode: str, batch: int, device: str, bf16: bool = False):
+def make_step(
+    net: torch.nn.Module,
+    detective: bool,
+    mode: str,
+    batch: int,
+    device: str,
+    bf16: bool = False,
+    freeze_batchnorm: bool = True,
+):
     """A closure running one forward (mode "forward") or training step ("frozen", "full") on a fixed batch.
 
     Detective takes uint8 batches in channels_last (what its loader hands it) and normalises inside; the bare
     model takes float batches already normalised (what the naive loader hands it). Detective's forward runs the
-    backbone in its inference form (as a frozen backbone does). Loss: detective's two heads (CE + 1.5 BCE), the
-    bare model's CE.
+    backbone in its inference form (as a frozen backbone does); its full step keeps BatchNorm's statistics, as
+    train.py fine-tunes pretrained weights by default, unless not `freeze_batchnorm`. Loss: detective's two heads
+    (CE + 1.5 BCE), the bare model's CE.
     """
     net = net.to(device)
     shape = (batch, 3, IMAGE_SIZE, IMAGE_SIZE)
@@ -236,6 +245,8 @@ def make_step(net: torch.nn.Module, detective: bool, mode: str, batch: int, devi
         return forward
 
     net.train()
+    if mode == "full" and detective:
+        unfreeze_backbone(net, keep_statistics=freeze_batchnorm)
     if mode == "frozen":
         if detective:
             freeze_backbone(net)
@@ -281,10 +292,11 @@ class StepSpec:
     compile: bool = False
     cache_features: bool = False
     bf16: bool = False
+    freeze_batchnorm: bool = True
 
     def build(self, batch: int, device: str) -> Callable[[], None]:
         net = detective_net(self.compile, self.cache_features) if self.detective else bare_mobilenet()
-        return make_step(net, self.detective, self.mode, batch, device, self.bf16)
+        return make_step(net, self.detective, self.mode, batch, device, self.bf16, self.freeze_batchnorm)
 
 
 class StepProcess:
@@ -328,7 +340,8 @@ def bench_model(quick: bool, repeats: int) -> list[Row]:
     """Forward and training throughput; each repeat times a few steps per variant, the variants in turns.
     Detective's variants run in a process set up as train.py sets it up, the bare model in a plain one; a third
     process runs detective with the C library's defaults, to show what `reuse_freed_memory` alone is worth.
-    Also the opt-in levers: bf16 autocast, and on full fine-tuning torch.compile (its compile time reported)."""
+    Also the opt-in levers: bf16 autocast, and on full fine-tuning torch.compile (its compile time reported) and
+    BatchNorm re-estimating its statistics (the bare model's way; detective keeps pretrained ones by default)."""
     stages = {"forward": "forward", "frozen": "train step, backbone frozen", "full": "train step, full fine-tuning"}
     steps = 2 if quick else 3
     rows = []
@@ -340,6 +353,7 @@ def bench_model(quick: bool, repeats: int) -> list[Row]:
         if mode == "full":
             print("  with model.compile=true too ...", flush=True)
             ours["compiled"] = StepSpec(True, mode, compile=True)
+            ours["batch statistics"] = StepSpec(True, mode, freeze_batchnorm=False)
         fast = StepProcess(True, ours)
         defaults = StepProcess(False, {"detective": StepSpec(True, mode)})
         bare = StepProcess(False, {"bare": StepSpec(False, mode)})
@@ -358,6 +372,8 @@ def bench_model(quick: bool, repeats: int) -> list[Row]:
             remembered = "  frozen, features remembered (no augmentation, epoch 2+)"
             rows.append(Row(remembered, rates["remembered"], rates["bare"], original=stage))
         if mode == "full":
+            statistics_row = "  full, BatchNorm statistics re-estimated (model.freeze_batchnorm=false)"
+            rows.append(Row(statistics_row, rates["batch statistics"], rates["bare"], original=stage))
             rows.append(Row("  full, model.compile=true", rates["compiled"], rates["bare"], original=stage))
             rows.append(Row("  torch.compile time, once per run", compile_seconds, unit="s"))
     return rows

@@ -98,7 +98,6 @@ class DetectiveNet(nn.Module):
         # Speed settings, not architecture (see `set_speed`); the traced frozen trunks are rebuilt, never saved.
         self.memory_format = torch.contiguous_format
         self.frozen_form = "eager"
-        self.compiled = False
         self._frozen_trunks: dict[tuple[Any, ...], Callable[[Tensor], Tensor]] = {}
         self.cache_features = False
         self._feature_cache: dict[bytes, Tensor] = {}  # image digest -> features, while the backbone is frozen
@@ -135,14 +134,13 @@ class DetectiveNet(nn.Module):
         cache_features: bool = False,
     ) -> DetectiveNet:
         """How the net runs, not what it computes: the memory layout of weights and inputs, the form a frozen
-        backbone runs in (`detective.model.fast`), `torch.compile` on the backbone, and whether a frozen
+        backbone, or frozen BatchNorm statistics, run in (`detective.model.fast`: "jit" traces the one and folds the
+        other into the convolutions), `torch.compile` on the backbone, and whether a frozen
         backbone's features are remembered per image (worth it when the same images come back every epoch, i.e.
         without random augmentation; ~5 KB per image). Outputs agree with the plain net to float rounding."""
         check_frozen_form(frozen_backbone)
-        # A compiled backbone serves the frozen phase too (TorchScript cannot trace a compiled module).
+        # A compiled backbone serves the frozen phases too (TorchScript cannot trace a compiled module).
         self.frozen_form = "eager" if compile else frozen_backbone
-        self.compiled = compile
-        self.__dict__.pop("_folded_backbone", None)
         self.memory_format = memory_format(channels_last)
         self.cache_features = cache_features
         self.forget_frozen_state()
@@ -184,7 +182,7 @@ class DetectiveNet(nn.Module):
         if self.backbone_frozen:
             with torch.no_grad():
                 maps = self._frozen_trunk(x)(x)
-        elif self.statistics_frozen:
+        elif self.statistics_frozen and self.frozen_form != "eager":
             maps = self._folded_backbone(x)
         else:
             maps = self.backbone(x)
@@ -207,8 +205,7 @@ class DetectiveNet(nn.Module):
         """The backbone with BatchNorm folded into its convolutions (`fold_batchnorm`), for learning with frozen
         statistics. It shares the backbone's modules, so it is built once; held outside the module tree (a cached
         attribute), so state dicts and `parameters()` never list the backbone twice."""
-        folded = fold_batchnorm(self.backbone)
-        return torch.compile(folded) if self.compiled else folded
+        return fold_batchnorm(self.backbone)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickling (DDP spawn, deepcopy) leaves the traced trunks behind; they are rebuilt on first use."""

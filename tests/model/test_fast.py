@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from detective.model.fast import check_frozen_form, trace_frozen
+from detective.model.fast import check_frozen_form, fold_batchnorm, trace_frozen
 from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone
 
 
@@ -179,3 +179,42 @@ def test_features_are_not_remembered_for_a_learning_backbone(images):
     net.features(images)
     net.features(images)
     assert seen == [4, 4] and not net._feature_cache
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_folded_batchnorm_learns_exactly_as_batchnorm_in_eval_mode(images, channels_last):
+    folded_net = realistic_net().set_speed(channels_last=channels_last)
+    eager = plain_copy(folded_net).set_speed(channels_last=channels_last)
+    x = folded_net.normalize(images)
+    folded = fold_batchnorm(folded_net.backbone.eval())
+    got, want = folded(x), eager.backbone.eval()(x)
+    assert_close(got, want)
+    (got * want.detach()).sum().backward()
+    (want * want.detach()).sum().backward()
+    grads = dict(eager.backbone.named_parameters())
+    for name, param in folded_net.backbone.named_parameters():  # conv weights and BatchNorm scale and shift
+        assert_close(param.grad, grads[name].grad)
+
+
+def test_folded_form_shares_the_trunk_and_replaces_every_conv_batchnorm_pair():
+    trunk = realistic_net().backbone.eval()
+    folded = fold_batchnorm(trunk)
+    assert ids(folded.parameters()) == ids(trunk.parameters())  # nothing of its own, nothing to go stale
+    convs = sum(isinstance(m, nn.Conv2d) for m in trunk.modules())
+    assert sum(type(m).__name__ == "_ConvBatchNorm" for m in folded.modules()) == convs == 52
+    assert "batch_norm" not in folded.code and "self.0.1" not in folded.code
+
+
+def ids(params) -> set[int]:
+    return {id(p) for p in params}
+
+
+@pytest.mark.parametrize("form", ["jit", "eager"])
+def test_fine_tuning_with_frozen_statistics_runs_folded_in_the_jit_form_only(images, form):
+    net = realistic_net().set_speed(frozen_backbone=form)
+    unfreeze_backbone(net, keep_statistics=True)
+    net.train()
+    subject_logits, _ = net(images)  # the source head's dropout is on in train mode; the subject head has none
+    assert_close(subject_logits, plain_copy(net)(images)[0])
+    assert ("_folded_backbone" in net.__dict__) == (form == "jit")
+    assert pickle.loads(pickle.dumps(net)).__dict__.get("_folded_backbone") is None  # rebuilt, never pickled

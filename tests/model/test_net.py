@@ -179,3 +179,23 @@ def test_eval_on_frozen_net_then_unfreeze_follows_net_mode():
     assert not net.backbone.training
     net.train()
     assert net.backbone.training
+
+
+def test_fine_tuning_with_kept_statistics_learns_weights_but_not_batchnorm_statistics(images):
+    net = DetectiveNet(3)
+    freeze_backbone(net)
+    unfreeze_backbone(net, keep_statistics=True)
+    net.train()  # as Lightning does at the start of each epoch: BatchNorm stays in eval, the rest trains
+    assert net.backbone.training and not any(isinstance(m, nn.BatchNorm2d) and m.training for m in net.modules())
+    before = bn_state(net)
+    subject, source = net(images)
+    (subject.sum() + source.sum()).backward()
+    after = bn_state(net)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # Every convolution weight and BatchNorm scale and shift gets a gradient.
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.backbone_parameters())
+    assert set(net.state_dict()) == set(DetectiveNet(3).state_dict())  # the folded form is not saved
+
+    unfreeze_backbone(net)  # statistics learn again
+    net(images)
+    assert not torch.equal(before["0.1.running_mean"], bn_state(net)["0.1.running_mean"])

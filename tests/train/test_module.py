@@ -67,6 +67,18 @@ def test_two_phase_schedule(freeze_epochs, finetune, frozen_by_epoch, monkeypatc
     assert seen == frozen_by_epoch
 
 
+@pytest.mark.parametrize("freeze_epochs", [0, 1])
+def test_freeze_batchnorm_keeps_statistics_from_the_first_fine_tuning_epoch(freeze_epochs, monkeypatch):
+    module = make_module(freeze_epochs=freeze_epochs, freeze_batchnorm=True)
+    for epoch in range(freeze_epochs + 2):
+        monkeypatch.setattr(type(module), "current_epoch", property(lambda self, e=epoch: e))
+        module.train()
+        module.on_train_epoch_start()
+    assert all(p.requires_grad for p in module.net.backbone_parameters())
+    assert module.net.statistics_frozen and module.net.backbone.training
+    assert not any(m.training for m in module.net.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
 def test_optimizer_gives_the_backbone_a_lower_rate(monkeypatch):
     module = make_module(lr=1e-3, backbone_lr_factor=0.1)
     monkeypatch.setattr(type(module), "trainer", property(lambda self: type("T", (), {"max_epochs": 5})()))

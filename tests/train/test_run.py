@@ -1,11 +1,12 @@
 import pytest
 import torch
+from conftest import train_overrides
 
 from detective.data.datamodule import DetectiveDataModule
 from detective.predict.checkpoint import read_checkpoint
 from detective.train.config import compose_config
 from detective.train.module import DetectiveModule
-from detective.train.run import resolve_cache_features
+from detective.train.run import ConfigError, resolve_cache_features, resolve_freeze_batchnorm, train
 
 
 def test_tiny_fit_writes_best_and_last_checkpoints(trained_checkpoint):
@@ -47,3 +48,44 @@ def test_speed_levers_default_on_and_speed_plain_turns_them_all_off():
     assert fast.model.cache_features == "auto" and fast.reuse_freed_memory is True
     assert not plain.data.decoded_cache and not plain.model.channels_last and plain.model.frozen_backbone == "eager"
     assert plain.model.cache_features is False and plain.model.compile is False and plain.reuse_freed_memory is False
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ([], False),  # the demo set trains from scratch: no statistics to keep
+        (["data.root=photos"], True),  # ImageNet weights
+        (["model.weights_path=w.pth"], True),
+        (["data.root=photos", "model.pretrained=false"], False),
+        (["data.root=photos", "model.freeze_batchnorm=false"], False),
+    ],
+)
+def test_freeze_batchnorm_auto_keeps_statistics_only_when_the_backbone_has_some(overrides, expected):
+    assert resolve_freeze_batchnorm(compose_config(overrides)) is expected
+
+
+def test_freeze_batchnorm_without_pretrained_weights_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match=r"model\.freeze_batchnorm=true needs pretrained weights.*model\.pretrained"):
+        resolve_freeze_batchnorm(compose_config(["model.freeze_batchnorm=true"]))
+
+
+def test_fine_tuning_from_a_weights_file_keeps_its_batchnorm_statistics(tiny_tree, tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    pretrained = torchvision.models.mobilenet_v2(weights=None)
+    for m in pretrained.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    torch.save(pretrained.state_dict(), tmp_path / "weights.pth")
+    train(
+        compose_config(train_overrides(tiny_tree, tmp_path / "run", f"model.weights_path={tmp_path / 'weights.pth'}"))
+    )
+
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["freeze_batchnorm"] is True  # auto, with pretrained weights
+    saved, loaded = ckpt["state_dict"], pretrained.state_dict()
+    for key in ("0.1.running_mean", "9.conv.1.1.running_var", "18.1.running_mean"):
+        assert torch.equal(saved[f"net.backbone.{key}"], loaded[f"features.{key}"])
+    assert not torch.equal(saved["net.backbone.0.0.weight"], loaded["features.0.0.weight"])  # the weights learned
