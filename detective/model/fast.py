@@ -1,4 +1,5 @@
-"""Faster forms of the model for the parts that do not learn: memory layout and a frozen, fused backbone.
+"""Faster forms of the model for the parts that do not learn: memory layout, a frozen, fused backbone, and
+BatchNorm's frozen statistics folded into the convolutions of a backbone that learns.
 
 Measured on a 2-core AVX-512 CPU, MobileNetV2 at batch 32, 224 px, float32 (benchmarks/bench.py): eager NCHW ~38
 img/s, channels_last ~65 img/s, the TorchScript form below ~175 img/s (BatchNorm folded into the convolutions, conv
