@@ -65,6 +65,11 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+def ids(params: Iterable[object]) -> set[int]:
+    """Identities of parameters: which tensors two modules or groups share."""
+    return {id(p) for p in params}
+
+
 def train_overrides(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
     """Hydra overrides for a tiny, fast CPU run on `data_root` writing into `output_dir`."""
     return [*quick_run_overrides(data_root, output_dir), *extra]

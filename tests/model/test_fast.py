@@ -3,6 +3,7 @@ import pickle
 
 import pytest
 import torch
+from conftest import ids
 from torch import nn
 
 from detective.model.fast import check_frozen_form, fold_batchnorm, trace_frozen
@@ -203,10 +204,6 @@ def test_folded_form_shares_the_trunk_and_replaces_every_conv_batchnorm_pair():
     convs = sum(isinstance(m, nn.Conv2d) for m in trunk.modules())
     assert sum(type(m).__name__ == "_ConvBatchNorm" for m in folded.modules()) == convs == 52
     assert "batch_norm" not in folded.code and "self.0.1" not in folded.code
-
-
-def ids(params) -> set[int]:
-    return {id(p) for p in params}
 
 
 @pytest.mark.parametrize("form", ["jit", "eager"])

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import ids
 from torch import nn
 from torch.nn import functional as F
 
@@ -17,10 +18,6 @@ def linear_shapes(module: nn.Module) -> list[tuple[int, int]]:
 
 def bn_state(net: DetectiveNet) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in net.backbone.state_dict().items() if "running" in k or "num_batches" in k}
-
-
-def ids(params) -> set[int]:
-    return {id(p) for p in params}
 
 
 @pytest.mark.parametrize("num_subjects", [1, 2, 7])
