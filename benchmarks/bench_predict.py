@@ -120,7 +120,7 @@ def throughput(
     if threads:
         torch.set_num_threads(threads)
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    size = predictor.transform(Image.new("RGB", (8, 8))).shape[-1]
+    size = predictor.load(Image.new("RGB", (8, 8))).shape[-1]
     batch = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
     n_batches = math.ceil(len(images) / batch_size)
 

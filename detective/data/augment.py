@@ -15,7 +15,16 @@ from dataclasses import dataclass
 import torch
 from PIL import Image, ImageFilter
 
-from detective.data.transforms import DEFAULT_CROP_FRACTION, center_crop, resize_shorter, resize_size, to_uint8_tensor
+from detective.data.transforms import (
+    DEFAULT_CROP_FRACTION,
+    center_crop,
+    crop,
+    resize,
+    resize_shorter,
+    resize_size,
+    to_pil,
+    to_uint8_tensor,
+)
 
 
 @dataclass(frozen=True)
@@ -45,25 +54,22 @@ def _randint(lo: int, hi: int) -> int:
     return int(torch.randint(lo, hi + 1, ()).item())
 
 
-def random_resized_crop(img: Image.Image, size: int, scale: Sequence[float]) -> Image.Image:
+def random_resized_crop(image: torch.Tensor, size: int, scale: Sequence[float]) -> torch.Tensor:
     """A crop of random area (fraction in `scale`) and aspect ratio in [3/4, 4/3], resized to size x size."""
-    w, h = img.size
+    h, w = image.shape[-2:]
     for _ in range(10):
         area = w * h * _uniform(*scale)
         ratio = math.exp(_uniform(math.log(3 / 4), math.log(4 / 3)))
         cw, ch = round((area * ratio) ** 0.5), round((area / ratio) ** 0.5)
         if 0 < cw <= w and 0 < ch <= h:
-            left, top = _randint(0, w - cw), _randint(0, h - ch)
-            return img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + cw, top + ch))
+            return resize(crop(image, _randint(0, w - cw), _randint(0, h - ch), cw, ch), size, size)
     side = min(w, h)  # no valid crop found in 10 tries: fall back to the central square
-    left, top = (w - side) // 2, (h - side) // 2
-    return img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
+    return resize(center_crop(image, side), size, size)
 
 
-def random_crop(img: Image.Image, size: int) -> Image.Image:
-    w, h = img.size
-    left, top = _randint(0, w - size), _randint(0, h - size)
-    return img.crop((left, top, left + size, top + size))
+def random_crop(image: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = image.shape[-2:]
+    return crop(image, _randint(0, w - size), _randint(0, h - size), size, size)
 
 
 def jpeg_recompress(img: Image.Image, quality: int) -> Image.Image:
@@ -73,26 +79,32 @@ def jpeg_recompress(img: Image.Image, quality: int) -> Image.Image:
     return Image.open(buf).convert("RGB")
 
 
+def _with_pillow(image: torch.Tensor, op: Callable[[Image.Image], Image.Image]) -> torch.Tensor:
+    return to_uint8_tensor(op(to_pil(image)))
+
+
 def train_transform(
     image_size: int, cfg: AugmentConfig = AugmentConfig(), crop_fraction: float = DEFAULT_CROP_FRACTION
-) -> Callable[[Image.Image], torch.Tensor]:
-    """Blur/JPEG first (on the image as found), then crop and flip; returns uint8 (3, S, S)."""
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Blur/JPEG first (on the image as found), then crop and flip a `load_image` tensor; returns uint8 (3, S, S)."""
     if cfg.crop not in ("random_resized", "random", "center"):
         raise ValueError(f"unknown data.augment.crop {cfg.crop!r}: use random_resized, random or center")
     size = resize_size(image_size, crop_fraction)
 
-    def transform(img: Image.Image) -> torch.Tensor:
+    def transform(image: torch.Tensor) -> torch.Tensor:
         if cfg.blur_prob and torch.rand(()) < cfg.blur_prob:
-            img = img.filter(ImageFilter.GaussianBlur(_uniform(*cfg.blur_sigma)))
+            blur = ImageFilter.GaussianBlur(_uniform(*cfg.blur_sigma))
+            image = _with_pillow(image, lambda img: img.filter(blur))
         if cfg.jpeg_prob and torch.rand(()) < cfg.jpeg_prob:
-            img = jpeg_recompress(img, _randint(*cfg.jpeg_quality))
+            quality = _randint(*cfg.jpeg_quality)
+            image = _with_pillow(image, lambda img: jpeg_recompress(img, quality))
         if cfg.crop == "random_resized":
-            img = random_resized_crop(img, image_size, cfg.scale)
+            image = random_resized_crop(image, image_size, cfg.scale)
         else:
-            img = resize_shorter(img, size)
-            img = random_crop(img, image_size) if cfg.crop == "random" else center_crop(img, image_size)
+            image = resize_shorter(image, size)
+            image = random_crop(image, image_size) if cfg.crop == "random" else center_crop(image, image_size)
         if cfg.flip and torch.rand(()) < 0.5:
-            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return to_uint8_tensor(img)
+            image = image.flip(-1)
+        return image
 
     return transform

@@ -18,12 +18,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from PIL import Image
+import torch
 
-from detective.data.images import load_rgb
-from detective.data.transforms import resize_shorter
+from detective.data.transforms import load_image, resize_shorter
 
-CACHE_FORMAT = 1  # bump when what an entry holds changes; old entries are then simply never read
+CACHE_FORMAT = 2  # bump when what an entry holds changes; old entries are then simply never read (2: torch resize)
 MAGIC = b"DTCRGB01"
 HEADER = struct.Struct("<8sII")  # magic, width, height; then width x height x 3 bytes of RGB
 
@@ -37,7 +36,7 @@ def default_cache_dir() -> Path:
 
 
 class DecodedCache:
-    """`load(path)` = `resize_shorter(load_rgb(path, side), side)`, from the cache when it holds the file."""
+    """`load(path)` = `resize_shorter(load_image(path, side), side)`, from the cache when it holds the file."""
 
     def __init__(self, folder: str | os.PathLike[str], side: int) -> None:
         self.folder = Path(folder).expanduser()
@@ -50,8 +49,9 @@ class DecodedCache:
         digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
         return self.folder / f"{self.side}px" / digest[:2] / f"{digest}.rgb"
 
-    def load(self, path: str | os.PathLike[str]) -> Image.Image:
-        """The decoded, resized image; raises `ImageDecodeError` like `load_rgb` for a file that cannot be read."""
+    def load(self, path: str | os.PathLike[str]) -> torch.Tensor:
+        """The decoded, resized uint8 (3, H, W) image; raises `ImageDecodeError` like `load_rgb` for a file that
+        cannot be read."""
         path = Path(path)
         entry = None
         try:
@@ -59,27 +59,31 @@ class DecodedCache:
             return self._read(entry)
         except (OSError, ValueError):  # not cached yet; a vanished file fails in load_rgb below
             pass
-        image = resize_shorter(load_rgb(path, self.side), self.side)
+        image = resize_shorter(load_image(path, self.side), self.side)
         if self.writable and entry is not None:
             self._store(entry, image)
         return image
 
-    def _read(self, entry: Path) -> Image.Image:
+    def _read(self, entry: Path) -> torch.Tensor:
         with open(entry, "rb") as f:
-            data = f.read()
+            data = bytearray(os.fstat(f.fileno()).st_size)  # writable, so the tensor may own it without a copy
+            if f.readinto(data) != len(data):
+                raise ValueError(f"{entry}: shorter than it was a moment ago")
         magic, width, height = HEADER.unpack_from(data)
         if magic != MAGIC or min(width, height) != self.side or len(data) != HEADER.size + 3 * width * height:
             raise ValueError(f"{entry}: not a complete cache entry")
-        return Image.frombuffer("RGB", (width, height), memoryview(data)[HEADER.size :], "raw", "RGB", 0, 1)
+        pixels = torch.frombuffer(data, dtype=torch.uint8, offset=HEADER.size)
+        return pixels.view(height, width, 3).permute(2, 0, 1)
 
-    def _store(self, entry: Path, image: Image.Image) -> None:
+    def _store(self, entry: Path, image: torch.Tensor) -> None:
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
             try:
                 with os.fdopen(fd, "wb") as f:
-                    f.write(HEADER.pack(MAGIC, *image.size))
-                    f.write(image.tobytes())
+                    height, width = image.shape[-2:]
+                    f.write(HEADER.pack(MAGIC, width, height))
+                    f.write(image.permute(1, 2, 0).contiguous().numpy().data)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, entry)  # atomic: readers see the whole entry or none

@@ -10,13 +10,12 @@ import sys
 from collections.abc import Callable, Sequence
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from detective.data.cache import DecodedCache
-from detective.data.images import ImageDecodeError, load_rgb
+from detective.data.images import ImageDecodeError
 from detective.data.scan import Sample
-from detective.data.transforms import stack_channels_last
+from detective.data.transforms import load_image, stack_channels_last
 
 Item = tuple[torch.Tensor, int, float]
 
@@ -31,7 +30,7 @@ class ImageDataset(Dataset):
         self,
         samples: Sequence[Sample],
         subjects: Sequence[str],
-        transform: Callable[[Image.Image], torch.Tensor],
+        transform: Callable[[torch.Tensor], torch.Tensor],
         min_side: int | None = None,
         cache: DecodedCache | None = None,
     ) -> None:
@@ -48,7 +47,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int) -> Item | None:
         sample = self.samples[i]
         try:
-            image = self.cache.load(sample.path) if self.cache else load_rgb(sample.path, self.min_side)
+            image = self.cache.load(sample.path) if self.cache else load_image(sample.path, self.min_side)
         except ImageDecodeError as err:
             if str(sample.path) not in self.failed:
                 self.failed.add(str(sample.path))

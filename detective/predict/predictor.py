@@ -20,8 +20,8 @@ from typing import Any, BinaryIO
 import torch
 from PIL import Image
 
-from detective.data.images import ImageDecodeError, load_rgb
-from detective.data.transforms import eval_transform, resize_size
+from detective.data.images import ImageDecodeError
+from detective.data.transforms import eval_transform, load_image, resize_size
 from detective.model.net import DetectiveNet
 from detective.predict.checkpoint import read_checkpoint
 
@@ -150,7 +150,7 @@ class Predictor:
 
     def load(self, image: ImageInput) -> torch.Tensor:
         """Decode and transform one input into the uint8 (3, S, S) tensor the net takes."""
-        return self.transform(load_rgb(image, self.min_side))
+        return self.transform(load_image(image, self.min_side))
 
     def _load_or_fail(self, image: ImageInput) -> torch.Tensor | Failure:
         try:

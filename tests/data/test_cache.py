@@ -1,6 +1,5 @@
 import os
 
-import numpy as np
 import pytest
 import torch
 from conftest import write_image
@@ -36,37 +35,37 @@ def test_cached_epochs_see_exactly_the_pixels_of_uncached_ones(tmp_path, photos)
         for i in range(len(samples)):
             assert torch.equal(cached[i][0], plain[i][0]), (epoch, photos[i].name)
     stored = [DecodedCache(tmp_path / "cache", side)._read(e) for e in entries(tmp_path / "cache")]
-    assert len(stored) == 3 and all(min(im.size) == side for im in stored)
+    assert len(stored) == 3 and all(min(im.shape[-2:]) == side for im in stored)
 
 
 def test_a_cached_image_is_not_decoded_again(tmp_path, photos, monkeypatch):
     cache = DecodedCache(tmp_path / "cache", 32)
-    first = np.asarray(cache.load(photos[0]))
+    first = torch.clone(cache.load(photos[0]))
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(cache_module, "load_rgb", no_decoding)
-    assert np.array_equal(np.asarray(DecodedCache(tmp_path / "cache", 32).load(photos[0])), first)  # a later run
+    monkeypatch.setattr(cache_module, "load_image", no_decoding)
+    assert torch.equal(torch.clone(DecodedCache(tmp_path / "cache", 32).load(photos[0])), first)  # a later run
 
 
 def test_an_edited_image_is_decoded_again(tmp_path, photos):
     cache = DecodedCache(tmp_path / "cache", 32)
-    before = np.asarray(cache.load(photos[0]))
+    before = torch.clone(cache.load(photos[0]))
     write_image(photos[0], (300, 180), seed=99)
     os.utime(photos[0], ns=(1, 1))  # a different modification time, as an editor would leave
-    after = np.asarray(cache.load(photos[0]))
-    assert not np.array_equal(before, after)
+    after = torch.clone(cache.load(photos[0]))
+    assert not torch.equal(before, after)
     assert len(entries(tmp_path / "cache")) == 2
 
 
 def test_a_damaged_entry_is_replaced(tmp_path, photos):
     cache = DecodedCache(tmp_path / "cache", 32)
-    good = np.asarray(cache.load(photos[1]))
+    good = torch.clone(cache.load(photos[1]))
     (entry,) = entries(tmp_path / "cache")
     entry.write_bytes(entry.read_bytes()[:50])  # torn by something other than detective
-    assert np.array_equal(np.asarray(cache.load(photos[1])), good)
-    assert np.array_equal(np.asarray(cache._read(entry)), good)
+    assert torch.equal(torch.clone(cache.load(photos[1])), good)
+    assert torch.equal(torch.clone(cache._read(entry)), good)
 
 
 def test_an_unwritable_cache_warns_once_and_training_goes_on(tmp_path, photos, capsys):
@@ -74,7 +73,7 @@ def test_an_unwritable_cache_warns_once_and_training_goes_on(tmp_path, photos, c
     blocker.write_text("a file where the cache folder should be")
     cache = DecodedCache(blocker, 32)
     images = [cache.load(p) for p in photos]
-    assert all(min(im.size) == 32 for im in images)
+    assert all(min(im.shape[-2:]) == 32 for im in images)
     err = capsys.readouterr().err
     assert err.count("decoded-image cache disabled") == 1 and "data.decoded_cache=false" in err
 
