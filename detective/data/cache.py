@@ -57,7 +57,7 @@ class DecodedCache:
         try:
             entry = self.entry(path)
             return self._read(entry)
-        except (OSError, ValueError):  # not cached yet; a vanished file fails in load_rgb below
+        except (OSError, ValueError):  # not cached yet; a vanished file fails in load_image below
             pass
         image = resize_shorter(load_image(path, self.side), self.side)
         if self.writable and entry is not None:
