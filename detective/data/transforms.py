@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import get_worker_info
 
-from detective.data.images import ImageSource, load_rgb
+from detective.data.images import ImageSource, load_rgb_array
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,14 +32,18 @@ def resize_size(image_size: int, crop_fraction: float = DEFAULT_CROP_FRACTION) -
 
 def load_image(source: ImageSource, min_side: int | None = None) -> torch.Tensor:
     """`load_rgb` (decoding at reduced scale down to `min_side`) as the uint8 (3, H, W) tensor the transforms take."""
-    return to_uint8_tensor(load_rgb(source, min_side))
+    return _channels_first(load_rgb_array(source, min_side))
 
 
 def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> uint8 tensor (3, H, W) without a float copy. Its memory stays in PIL's pixel order
-    (H, W, C), i.e. channels_last: resizing takes its fast path and `stack_channels_last` batches it as it is."""
-    arr = np.array(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)  # a copy torch may own
-    return torch.from_numpy(arr).permute(2, 0, 1)
+    """RGB PIL image -> uint8 tensor (3, H, W) without a float copy."""
+    return _channels_first(np.array(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8))
+
+
+def _channels_first(hwc: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) array -> (3, H, W) tensor on the same memory, which stays in pixel order (H, W, C), i.e.
+    channels_last: resizing takes its fast path and `stack_channels_last` batches it as it is."""
+    return torch.from_numpy(hwc).permute(2, 0, 1)
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detective.data.images import ImageDecodeError, load_rgb, probe
+from detective.data.images import ImageDecodeError, load_rgb, load_rgb_array, probe
 
 W, H = 64, 40  # non-square, so a transposed result shows in its size
 RED, GREEN = (255, 0, 0), (0, 255, 0)
@@ -64,6 +64,15 @@ def test_every_kind_decodes_to_rgb_keeping_its_gradient(tmp_path: Path, name: st
     # Not clipped to white (16/32-bit, float), not inverted (CMYK), not flattened to black.
     thirds = [pixels[:, i * W // 3 : (i + 1) * W // 3].mean() for i in range(3)]
     assert thirds[0] < 70 and 90 < thirds[1] < 165 and thirds[2] > 185, thirds
+
+
+@pytest.mark.parametrize("name", sorted(GRADIENT_WRITERS))
+def test_the_array_form_has_the_same_pixels_in_memory_of_its_own(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    GRADIENT_WRITERS[name](path)
+    pixels = load_rgb_array(path)
+    assert np.array_equal(pixels, np.asarray(load_rgb(path)))
+    assert pixels.dtype == np.uint8 and pixels.flags.writeable and pixels.flags.c_contiguous
 
 
 def test_16_bit_png_keeps_every_level_it_can(tmp_path: Path) -> None:
@@ -275,6 +284,8 @@ BAD_WRITERS: dict[str, Callable[[Path], object]] = {
 def test_unreadable_files_raise_one_clear_error_naming_them(tmp_path: Path, name: str, min_side: int | None) -> None:
     path = tmp_path / name
     BAD_WRITERS[name](path)
+    with pytest.raises(ImageDecodeError, match=path.name):
+        load_rgb_array(path, min_side=min_side)
     with pytest.raises(ImageDecodeError) as caught:
         load_rgb(path, min_side=min_side)
     err = caught.value
