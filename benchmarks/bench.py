@@ -42,10 +42,11 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # detective and bench_pred
 
 from bench_predict import write_test_jpeg  # noqa: E402
 
+from detective.constants import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from detective.data.cache import DecodedCache  # noqa: E402
 from detective.data.dataset import ImageDataset, collate_skip_failed  # noqa: E402
 from detective.data.scan import Sample  # noqa: E402
-from detective.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, resize_size  # noqa: E402
+from detective.data.transforms import eval_transform, resize_size  # noqa: E402
 from detective.memory import reuse_freed_memory  # noqa: E402
 from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone  # noqa: E402
 

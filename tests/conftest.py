@@ -70,6 +70,24 @@ def ids(params: Iterable[object]) -> set[int]:
     return {id(p) for p in params}
 
 
+def make_datamodule(root: Path | None, *overrides: str, **kwargs):
+    """`conf/data` as train.py instantiates it, for `root` (None: the demo set), with overrides and replaced args."""
+    from hydra.utils import instantiate
+
+    cfg = compose_config([f"data.root={root if root is not None else 'null'}", *overrides])
+    return instantiate(cfg.data, **kwargs)
+
+
+def make_module(subjects=("cat", "dog", "owl"), *overrides: str, **kwargs):
+    """`conf/model` as train.py builds it (without pretrained weights, BatchNorm statistics re-estimated)."""
+    from detective.train.module import DetectiveModule
+    from detective.train.run import module_arguments
+
+    args = module_arguments(compose_config(["data.root=photos", "data.image_size=32", *overrides]))
+    args.update(freeze_batchnorm=False, cache_features=False)
+    return DetectiveModule(subjects=list(subjects), **{**args, **kwargs})
+
+
 def train_overrides(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
     """Hydra overrides for a tiny, fast CPU run on `data_root` writing into `output_dir`."""
     return [*quick_run_overrides(data_root, output_dir), *extra]

@@ -35,6 +35,8 @@ class AuditReport:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    subject_head: bool = True  # False: source-only data (no subject folders, or just one)
+    mode: str = ""  # which heads train, and why
 
     def raise_on_error(self) -> None:
         if self.errors:
@@ -87,18 +89,14 @@ def audit(scan: ScanResult, splits: Mapping[str, Sequence[Sample]], rule: LabelR
     """Check a scanned and split data set; errors make training pointless, warnings deserve a look."""
     report = AuditReport(str(scan.root))
     report.counts = {name: Counter((s.subject, s.is_ai) for s in part) for name, part in splits.items()}
-    report.subjects = sorted({s.subject for s in scan.samples})
+    report.subjects = sorted({s.subject for s in scan.samples if s.subject})
     report.unreadable = [str(err) for err in scan.unreadable]
     layout = f"{scan.root}/train/<subject>/<image>" if scan.split_layout else f"{scan.root}/<subject>/<image>"
     if not scan.samples:
         report.errors.append(f"no readable images found under {scan.root}: expected {layout} (e.g. cat/img_01.jpg)")
         return report
-    if len(report.subjects) < 2:
-        report.errors.append(
-            f"only one subject ({report.subjects[0]!r}) under {scan.root}: the subject head needs at least two "
-            f"class folders ({layout})"
-        )
-    for subject in report.subjects:
+    _choose_mode(report, scan)
+    for subject in report.subjects if report.subject_head else []:
         sources = {s.is_ai for s in scan.samples if s.subject == subject}
         if len(sources) == 1:
             missing = "AI" if True not in sources else "real"
@@ -127,20 +125,49 @@ def audit(scan: ScanResult, splits: Mapping[str, Sequence[Sample]], rule: LabelR
     return report
 
 
+def _choose_mode(report: AuditReport, scan: ScanResult) -> None:
+    """Both heads with two or more subject folders; the source head alone with none (real/ and ai/ at the top)
+    or one; an error where nothing can be learned or the layouts are mixed."""
+    loose = sum(not s.subject for s in scan.samples)
+    if loose and report.subjects:
+        report.errors.append(
+            f"{loose} images sit in real/ai folders at the top of {scan.root}, beside subject folders "
+            f"({', '.join(report.subjects[:3])}): move them into a subject folder, or the subject folders into real/ai"
+        )
+        return
+    report.subject_head = len(report.subjects) >= 2
+    if report.subject_head:
+        report.mode = f"both heads: {len(report.subjects)} subjects, and real vs AI"
+        return
+    why = f"one subject folder ({report.subjects[0]!r})" if report.subjects else "no subject folders (real/ai only)"
+    report.mode = f"source only: {why}, so the subject head is off and only real vs AI is learned"
+    if len({s.is_ai for s in scan.samples}) < 2:
+        have = "AI" if scan.samples[0].is_ai else "real"
+        report.errors.append(
+            f"{why} and only {have} images under {scan.root}: nothing to learn; add the other source "
+            "(an `ai` token in file names, or real/ and ai/ folders) or at least two subject folders"
+        )
+
+
 def format_report(report: AuditReport, ignored_files: int = 0) -> str:
     """The audit as a table of subject x source counts per split, then findings, for the console."""
     cols = [split for split in ("train", "val", "test") if split in report.counts]
     lines = [f"Data audit: {report.root}"]
     header = f"  {'subject':<20}{'source':<8}" + "".join(f"{c:>8}" for c in cols)
     lines.append(header)
-    for subject in report.subjects:
+    for subject in report.subjects if report.subject_head else [""]:
         for is_ai in (False, True):
-            row = [report.counts[c][(subject, is_ai)] for c in cols]
-            lines.append(f"  {subject:<20}{SOURCE_NAMES[is_ai]:<8}" + "".join(f"{n:>8}" for n in row))
+            row = [
+                sum(n for (s, a), n in report.counts[c].items() if a == is_ai and (s == subject or not subject))
+                for c in cols
+            ]
+            lines.append(f"  {subject or '(all)':<20}{SOURCE_NAMES[is_ai]:<8}" + "".join(f"{n:>8}" for n in row))
     totals = [sum(report.counts[c].values()) for c in cols]
     lines.append(f"  {'total':<28}" + "".join(f"{n:>8}" for n in totals))
     if ignored_files:
         lines.append(f"  ({ignored_files} non-image files ignored)")
+    if report.mode:
+        lines.append(f"Mode: {report.mode}")
     lines += [f"ERROR: {e}" for e in report.errors]
     lines += [f"WARNING: {w}" for w in report.warnings]
     lines += [f"  unreadable: {u}" for u in report.unreadable]

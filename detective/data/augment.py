@@ -25,11 +25,15 @@ from detective.data.transforms import (
     to_pil,
     to_uint8_tensor,
 )
+from detective.data.views import pad_to, random_crop_box
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """`data.augment.*`: `crop` is `random_resized` (scale range), `random` (fixed scale) or `center`."""
+    """`data.augment.*`: `crop` is `random_resized` (scale range), `random` (fixed scale) or `center`.
+
+    Blur and JPEG re-compression apply to both views; `rescale` (a factor range) only to the source head's native
+    crop, where it and JPEG at random qualities make size and compression unlearnable as shortcuts."""
 
     crop: str = "random_resized"
     scale: Sequence[float] = (0.35, 1.0)
@@ -38,11 +42,13 @@ class AugmentConfig:
     blur_sigma: Sequence[float] = (0.1, 3.0)
     jpeg_prob: float = 0.0
     jpeg_quality: Sequence[int] = (30, 100)
+    rescale_prob: float = 0.0
+    rescale: Sequence[float] = (0.5, 1.5)
 
     @property
     def deterministic(self) -> bool:
         """True when every epoch gives each image the same pixels (center crop, no flip, blur or JPEG)."""
-        return self.crop == "center" and not self.flip and not self.blur_prob and not self.jpeg_prob
+        return self.crop == "center" and not (self.flip or self.blur_prob or self.jpeg_prob or self.rescale_prob)
 
 
 def _uniform(lo: float, hi: float) -> float:
@@ -83,6 +89,17 @@ def _with_pillow(image: torch.Tensor, op: Callable[[Image.Image], Image.Image]) 
     return to_uint8_tensor(op(to_pil(image)))
 
 
+def _compressed_and_blurred(image: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """CNNDetection's blur, then JPEG re-compression, each with its probability."""
+    if cfg.blur_prob and torch.rand(()) < cfg.blur_prob:
+        blur = ImageFilter.GaussianBlur(_uniform(*cfg.blur_sigma))
+        image = _with_pillow(image, lambda img: img.filter(blur))
+    if cfg.jpeg_prob and torch.rand(()) < cfg.jpeg_prob:
+        quality = _randint(*cfg.jpeg_quality)
+        image = _with_pillow(image, lambda img: jpeg_recompress(img, quality))
+    return image
+
+
 def train_transform(
     image_size: int, cfg: AugmentConfig = AugmentConfig(), crop_fraction: float = DEFAULT_CROP_FRACTION
 ) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -92,12 +109,7 @@ def train_transform(
     size = resize_size(image_size, crop_fraction)
 
     def transform(image: torch.Tensor) -> torch.Tensor:
-        if cfg.blur_prob and torch.rand(()) < cfg.blur_prob:
-            blur = ImageFilter.GaussianBlur(_uniform(*cfg.blur_sigma))
-            image = _with_pillow(image, lambda img: img.filter(blur))
-        if cfg.jpeg_prob and torch.rand(()) < cfg.jpeg_prob:
-            quality = _randint(*cfg.jpeg_quality)
-            image = _with_pillow(image, lambda img: jpeg_recompress(img, quality))
+        image = _compressed_and_blurred(image, cfg)
         if cfg.crop == "random_resized":
             image = random_resized_crop(image, image_size, cfg.scale)
         else:
@@ -106,5 +118,33 @@ def train_transform(
         if cfg.flip and torch.rand(()) < 0.5:
             image = image.flip(-1)
         return image
+
+    return transform
+
+
+def source_train_transform(
+    crop_size: int, cfg: AugmentConfig = AugmentConfig()
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One crop of the image at its own resolution, placed at random, as (1, 3, crop, crop).
+
+    The shortcut-proof steps come before the crop, in this order: an occasional rescale by a random factor (the crop
+    is cut from a region `crop / factor` wide, resized to the crop), blur, then JPEG re-compression at a random
+    quality. They are applied to the region the crop needs, not the whole image: the same pixels, far cheaper on big
+    photos (only JPEG's 8x8 block grid may fall elsewhere, which no detector should rely on either)."""
+
+    def transform(image: torch.Tensor) -> torch.Tensor:
+        region = crop_size
+        if cfg.rescale_prob and torch.rand(()) < cfg.rescale_prob:
+            region = max(1, round(crop_size / _uniform(*cfg.rescale)))
+        image = pad_to(image, region)
+        h, w = image.shape[-2:]
+        left, top = random_crop_box(w, h, region)
+        image = crop(image, left, top, region, region)
+        if region != crop_size:
+            image = resize(image, crop_size, crop_size)
+        image = _compressed_and_blurred(image, cfg)
+        if cfg.flip and torch.rand(()) < 0.5:
+            image = image.flip(-1)
+        return image.unsqueeze(0)
 
     return transform

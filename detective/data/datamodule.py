@@ -12,13 +12,14 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from detective.data.audit import AuditReport, audit, format_report
-from detective.data.augment import AugmentConfig, train_transform
+from detective.data.augment import AugmentConfig, source_train_transform, train_transform
 from detective.data.cache import DecodedCache, default_cache_dir
 from detective.data.dataset import ImageDataset, collate_skip_failed
 from detective.data.labels import LabelRule
 from detective.data.scan import ScanResult, scan_folder
 from detective.data.split import stratified_split
-from detective.data.transforms import DEFAULT_CROP_FRACTION, eval_transform, resize_size
+from detective.data.transforms import resize_size
+from detective.data.views import check_source_view, eval_views
 
 
 @rank_zero_only
@@ -27,44 +28,61 @@ def _print(text: str) -> None:
 
 
 class DetectiveDataModule(L.LightningDataModule):
-    """Scans `root` (the demo set when None), prints the audit, and serves train/val/test loaders."""
+    """Scans `root` (the demo set when None), prints the audit, and serves train/val/test loaders of `Batch`es.
+
+    Every setting comes from `conf/data` (no defaults here, so Python and the YAML cannot disagree)."""
 
     def __init__(
         self,
-        root: str | None = None,
-        image_size: int = 224,
-        crop_fraction: float = DEFAULT_CROP_FRACTION,
-        batch_size: int = 32,
-        num_workers: int = 2,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        seed: int = 0,
-        labels: Mapping[str, Any] | None = None,
-        augment: Mapping[str, Any] | None = None,
-        demo: Mapping[str, Any] | None = None,
-        pin_memory: bool = False,
-        decoded_cache: bool = False,
-        cache_dir: str | None = None,
+        root: str | None,
+        image_size: int,
+        crop_fraction: float,
+        source_view: str,
+        source_crop: int,
+        source_crops: int,
+        batch_size: int,
+        num_workers: int,
+        val_fraction: float,
+        test_fraction: float,
+        seed: int,
+        labels: Mapping[str, Any],
+        augment: Mapping[str, Any],
+        demo: Mapping[str, Any],
+        pin_memory: bool,
+        decoded_cache: bool,
+        cache_dir: str | None,
     ) -> None:
-        """`decoded_cache`: keep images decoded at training size on disk (`detective.data.cache`), in `cache_dir`
-        (default: `~/.cache/detective/decoded`), so that decoding happens once, not once per epoch and run."""
+        """`source_view`: `native` crops of `source_crop` pixels for the source head (a grid of up to `source_crops`
+        when judging; `detective.data.views`), or `resized`: the subject's downscaled view, as the original did.
+        `decoded_cache`: keep images decoded at training size on disk (`detective.data.cache`), in `cache_dir`
+        (default: `~/.cache/detective/decoded`), so that decoding happens once, not once per epoch and run; native
+        crops need the full-resolution image, which is decoded from the file instead (README "Speed")."""
         super().__init__()
         self.root = root
         self.image_size = image_size
         self.crop_fraction = crop_fraction
+        self.source_view = check_source_view(source_view)
+        self.source_crop, self.source_crops = source_crop, source_crops
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
-        self.rule = _label_rule(labels or {})
-        self.augment = AugmentConfig(**_plain(augment or {}))
-        self.demo = _plain(demo or {})
+        self.rule = _label_rule(labels)
+        self.augment = AugmentConfig(**_plain(augment))
+        self.demo = _plain(demo)
         self.pin_memory = pin_memory
-        self.cache = self._decoded_cache(cache_dir) if decoded_cache else None
+        self.native = self.source_view == "native"
+        self.cache = self._decoded_cache(cache_dir) if decoded_cache and not self.native else None
         self.scan: ScanResult | None = None
         self.report: AuditReport | None = None
         self.splits: dict[str, list] = {}
         self.subjects: list[str] = []
         self._datasets: dict[str, ImageDataset] = {}
+
+    @property
+    def deterministic(self) -> bool:
+        """True when every epoch shows each training image the same pixels (then a frozen backbone's features
+        can be remembered): no random augmentation and no randomly placed native crop."""
+        return self.augment.deterministic and not self.native
 
     def data_root(self) -> Path:
         """The folder to train on: `root`, or the demo set (generated into the cache on first use)."""
@@ -91,27 +109,28 @@ class DetectiveDataModule(L.LightningDataModule):
         self.report = audit(self.scan, self.splits, self.rule)
         _print(format_report(self.report, self.scan.ignored_files))
         self.report.raise_on_error()
-        self.subjects = self.report.subjects
+        self.subjects = self.report.subjects if self.report.subject_head else []
 
     def dataset(self, split: str) -> ImageDataset:
-        """The dataset of one split, with the train or the shared eval transform; built once, so a file
+        """The dataset of one split, with the train or the shared eval views; built once, so a file
         that fails to decode is reported once, not every epoch."""
         if split not in self._datasets:
             self._datasets[split] = self._build_dataset(split)
         return self._datasets[split]
 
     def _build_dataset(self, split: str) -> ImageDataset:
-        if split == "train":
-            transform = train_transform(self.image_size, self.augment, self.crop_fraction)
-        else:
-            transform = eval_transform(self.image_size, self.crop_fraction)
-        return ImageDataset(
-            self.splits[split],
-            self.subjects,
-            transform,
-            resize_size(self.image_size, self.crop_fraction),
-            cache=self.cache,
+        train = split == "train"
+        views = eval_views(
+            self.image_size,
+            self.crop_fraction,
+            self.source_view,
+            self.source_crop,
+            self.source_crops,
+            subject_head=bool(self.subjects),
+            image_view=train_transform(self.image_size, self.augment, self.crop_fraction) if train else None,
+            source_train_view=source_train_transform(self.source_crop, self.augment) if train else None,
         )
+        return ImageDataset(self.splits[split], self.subjects, views, cache=self.cache)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(

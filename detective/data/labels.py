@@ -94,7 +94,7 @@ class LabelRule:
 class Label:
     """The labels of one image, as read from its path relative to the data root."""
 
-    subject: str
+    subject: str  # "" in the source-only layout
     is_ai: bool
     split: str | None = None  # "train"/"val"/"test" in the explicit split layout, else None
     from_folder: bool = False  # the source came from a real/ai folder, not the file name
@@ -104,8 +104,9 @@ class Label:
 def label_path(parts: Sequence[str], rule: LabelRule = LabelRule(), split_layout: bool = False) -> Label | None:
     """Label an image from its path parts relative to the root; None when it has no subject folder.
 
-    Layouts: `<subject>/.../<file>`, `<subject>/<real|ai>/.../<file>`, each optionally under
-    `train|val|test/` when `split_layout` is on. A source folder wins over the file name.
+    Layouts: `<subject>/.../<file>`, `<subject>/<real|ai>/.../<file>`, and, with no subject at all (subject ""),
+    `<real|ai>/.../<file>`; each optionally under `train|val|test/` when `split_layout` is on. A source folder wins
+    over the file name.
     """
     split = None
     if split_layout:
@@ -116,6 +117,9 @@ def label_path(parts: Sequence[str], rule: LabelRule = LabelRule(), split_layout
         return None
     subject, folders, name = parts[0], parts[1:-1], parts[-1]
     by_name = is_ai_name(name, rule.token, rule.match)
+    top_source = rule.folder_source(subject)
+    if top_source is not None:  # the source-only layout of detection data sets: real/ and ai/ at the top
+        return Label("", top_source, split, from_folder=True, name_disagrees=by_name and not top_source)
     for folder in folders:
         by_folder = rule.folder_source(folder)
         if by_folder is not None:

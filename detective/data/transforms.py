@@ -18,8 +18,6 @@ from torch.utils.data import get_worker_info
 
 from detective.data.images import ImageSource, load_rgb_array
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_CROP_FRACTION = 0.875  # torchvision's ImageNet recipe: resize to 256, crop 224
 
 

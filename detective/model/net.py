@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from detective.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # the statistics the backbone was trained on
+from detective.constants import IMAGENET_MEAN, IMAGENET_STD
 from detective.model.fast import check_frozen_form, fold_batchnorm, memory_format, trace_frozen
 
 
@@ -56,6 +56,8 @@ def _check_positive(**sizes: int) -> None:
             raise ValueError(f"{name} must be at least 1, got {value}")
 
 
+CROP_CHUNK = 64  # crops per backbone call when judging without autograd
+
 # The constructor arguments that define the architecture; a checkpoint stores them as hyperparameters.
 ARCHITECTURE_KEYS = ("backbone", "shared", "subject_hidden", "source_hidden", "dropout", "mean", "std")
 
@@ -82,9 +84,9 @@ class DetectiveNet(nn.Module):
     ) -> None:
         """`trunk`: a ready-made backbone of the same layout (e.g. the torchvision-free inference twin)."""
         super().__init__()
-        _check_positive(
-            num_subjects=num_subjects, shared=shared, subject_hidden=subject_hidden, source_hidden=source_hidden
-        )
+        if num_subjects == 1 or num_subjects < 0:
+            raise ValueError(f"num_subjects must be 0 (no subject head) or at least 2, got {num_subjects}")
+        _check_positive(shared=shared, subject_hidden=subject_hidden, source_hidden=source_hidden)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
@@ -108,8 +110,11 @@ class DetectiveNet(nn.Module):
         self.register_buffer("std", torch.tensor([float(v) for v in std]).view(1, 3, 1, 1), persistent=False)
         self.backbone = spec.build() if trunk is None else trunk
         self.shared = nn.Sequential(nn.Linear(spec.feature_dim, shared), nn.ReLU())
-        self.subject_head = nn.Sequential(
-            nn.Linear(shared, subject_hidden), nn.ReLU(), nn.Linear(subject_hidden, num_subjects)
+        # Source-only data (no subject folders) trains no subject head at all.
+        self.subject_head = (
+            nn.Sequential(nn.Linear(shared, subject_hidden), nn.ReLU(), nn.Linear(subject_hidden, num_subjects))
+            if num_subjects
+            else None
         )
         self.source_head = nn.Sequential(
             nn.Linear(shared, source_hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(source_hidden, 1)
@@ -120,7 +125,7 @@ class DetectiveNet(nn.Module):
     def from_hparams(cls, hparams: Mapping[str, Any], trunk: nn.Module | None = None) -> DetectiveNet:
         """Build from saved hyperparameters (a checkpoint's), ignoring the keys that are not the net's."""
         return cls(
-            len(hparams["subjects"]),
+            len(hparams["subjects"]) if len(hparams["subjects"]) >= 2 else 0,
             trunk=trunk,
             **{k: hparams[k] for k in ARCHITECTURE_KEYS if k in hparams},
         )
@@ -214,19 +219,41 @@ class DetectiveNet(nn.Module):
         state.pop("_folded_backbone", None)
         return state
 
-    def heads(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        """Features [B, feature_dim] -> (subject logits [B, num_subjects], source logits [B])."""
+    def heads(self, features: Tensor) -> tuple[Tensor | None, Tensor]:
+        """Features [B, feature_dim] -> (subject logits [B, num_subjects] or None without a subject head,
+        source logits [B])."""
         h = self.shared(features)
-        return self.subject_head(h), self.source_head(h).squeeze(-1)
+        return self.subject_head(h) if self.subject_head is not None else None, self.source_head(h).squeeze(-1)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.heads(self.features(x))
+    def forward(
+        self, images: Tensor | None, crops: Tensor | None = None, owner: Tensor | None = None
+    ) -> tuple[Tensor | None, Tensor]:
+        """(subject logits [B, S] or None, source logits [B]). Without `crops` both heads read `images` (one
+        backbone pass); with them the source head reads the crops and each image's source logit is the mean of
+        its crops' (`owner[n]` is crop n's image), and `images` may be None when there is no subject head."""
+        if crops is None:
+            if images is None:
+                raise ValueError("DetectiveNet needs images, crops, or both")
+            return self.heads(self.features(images))
+        if owner is None:
+            raise ValueError("crops need their owner: the index of each crop's image")
+        subject = self.heads(self.features(images))[0] if images is not None and self.subject_head else None
+        source = self.heads(self._crop_features(crops))[1]
+        return subject, mean_by_owner(source, owner)
+
+    def _crop_features(self, crops: Tensor) -> Tensor:
+        """Features of many crops; without autograd in chunks, so that a batch of images with a grid of crops
+        each never holds all their activations at once."""
+        if torch.is_grad_enabled() or len(crops) <= CROP_CHUNK:
+            return self.features(crops)
+        return torch.cat([self.features(chunk) for chunk in crops.split(CROP_CHUNK)])
 
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
         return self.backbone.parameters()
 
     def head_parameters(self) -> Iterator[nn.Parameter]:
-        return chain(self.shared.parameters(), self.subject_head.parameters(), self.source_head.parameters())
+        heads = (self.shared, self.subject_head, self.source_head)
+        return chain.from_iterable(h.parameters() for h in heads if h is not None)
 
     def train(self, mode: bool = True) -> DetectiveNet:
         """Like `nn.Module.train`, but a frozen backbone stays in eval mode, and so does BatchNorm while its
@@ -249,6 +276,13 @@ class DetectiveNet(nn.Module):
         for module in self.backbone.modules():
             if isinstance(module, (nn.Hardtanh, nn.ReLU)):
                 module.inplace = in_place
+
+
+def mean_by_owner(values: Tensor, owner: Tensor) -> Tensor:
+    """The mean of `values` [N] per owner: [max(owner) + 1]; how an image's crops make one source logit."""
+    count = int(owner.max()) + 1 if len(owner) else 0
+    sums = torch.zeros(count, dtype=values.dtype, device=values.device).index_add_(0, owner, values)
+    return sums / torch.bincount(owner, minlength=count).to(values.dtype)
 
 
 def _forget_frozen_state(net: DetectiveNet, incompatible_keys: Any) -> None:

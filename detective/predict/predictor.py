@@ -1,7 +1,7 @@
 """`Predictor`: a trained checkpoint -> typed predictions for paths, PIL images or bytes.
 
-The image goes through `eval_transform`, the very function validation and testing use, with
-the image size and crop saved in the checkpoint, so training and prediction cannot disagree.
+The image goes through `eval_views`, the very function validation and testing use, with the image size, crops
+and source view saved in the checkpoint, so training and prediction cannot disagree.
 Decoding runs in a thread pool ahead of the forward pass (Pillow and torch both release the GIL),
 so a long list costs about what the model costs.
 """
@@ -20,8 +20,10 @@ from typing import Any, BinaryIO
 import torch
 from PIL import Image
 
+from detective.data.dataset import collate_views
 from detective.data.images import ImageDecodeError
-from detective.data.transforms import eval_transform, load_image, resize_size
+from detective.data.transforms import load_image
+from detective.data.views import Views, eval_views
 from detective.model.net import DetectiveNet
 from detective.predict.checkpoint import read_checkpoint
 
@@ -30,11 +32,12 @@ ImageInput = str | os.PathLike | bytes | BinaryIO | Image.Image
 
 @dataclass(frozen=True)
 class Prediction:
-    """Both answers for one image; `source` reads "AI generated" or "real photo"."""
+    """Both answers for one image; `source` reads "AI generated" or "real photo". `subject` is None when the
+    checkpoint has no subject head (trained on source-only data)."""
 
     path: str | None
-    subject: str
-    subject_confidence: float
+    subject: str | None
+    subject_confidence: float | None
     top_k: list[tuple[str, float]]
     ai_probability: float
     is_ai: bool
@@ -46,10 +49,10 @@ class Prediction:
 
     def describe(self) -> str:
         """The original's two lines on one: `Object: cat (98.5%)  Source: AI generated (AI probability 0.93)`."""
-        return (
-            f"Object: {self.subject} ({self.subject_confidence:.1%})  "
-            f"Source: {self.source} (AI probability {self.ai_probability:.2f})"
-        )
+        source = f"Source: {self.source} (AI probability {self.ai_probability:.2f})"
+        if self.subject is None:
+            return f"Object: - (no subject head)  {source}"
+        return f"Object: {self.subject} ({self.subject_confidence:.1%})  {source}"
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON Lines record of `predict.py --json`."""
@@ -113,8 +116,7 @@ class Predictor:
         self,
         net: torch.nn.Module,
         subjects: Sequence[str],
-        image_size: int,
-        crop_fraction: float,
+        views: Views,
         threshold: float,
         device: str = "auto",
         channels_last: bool = True,
@@ -125,8 +127,7 @@ class Predictor:
         self.net = net.to(self.device).eval()
         self.subjects = list(subjects)
         self.threshold = check_threshold(threshold)
-        self.transform = eval_transform(image_size, crop_fraction)
-        self.min_side = resize_size(image_size, crop_fraction)
+        self.views = views
 
     @classmethod
     def from_checkpoint(
@@ -142,37 +143,53 @@ class Predictor:
         return cls(
             info.build_net(lite=lite),
             info.subjects,
-            int(hp["image_size"]),
-            float(hp["crop_fraction"]),
+            eval_views(
+                int(hp["image_size"]),
+                float(hp["crop_fraction"]),
+                # Checkpoints from before the native view judged the source on the downscaled image.
+                hp.get("source_view", "resized"),
+                int(hp.get("source_crop", hp["image_size"])),
+                int(hp.get("source_crops", 1)),
+                subject_head=len(info.subjects) >= 2,
+            ),
             float(hp["threshold"] if threshold is None else threshold),
             device,
         )
 
-    def load(self, image: ImageInput) -> torch.Tensor:
-        """Decode and transform one input into the uint8 (3, S, S) tensor the net takes."""
-        return self.transform(load_image(image, self.min_side))
+    def load(self, image: ImageInput) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Decode one input and make the views the net takes: (downscaled image, native crops), either may be None."""
+        return self.views(load_image(image, self.views.decode_side))
 
-    def _load_or_fail(self, image: ImageInput) -> torch.Tensor | Failure:
+    def _load_or_fail(self, image: ImageInput) -> tuple[torch.Tensor | None, torch.Tensor | None] | Failure:
         try:
             return self.load(image)
         except ImageDecodeError as err:
             return Failure(_name(image), str(err))
 
     @torch.inference_mode()
-    def predict_tensors(self, batch: torch.Tensor, top_k: int = 3) -> list[tuple[list[tuple[str, float]], float]]:
-        """A uint8 batch -> per image: subjects by probability (top k) and the AI probability."""
-        subject_logits, source_logits = self.net(batch.to(self.device))
+    def predict_views(
+        self, views: Sequence[tuple[torch.Tensor | None, torch.Tensor | None]], top_k: int = 3
+    ) -> list[tuple[list[tuple[str, float]], float]]:
+        """Views of several images -> per image: subjects by probability (top k; empty without a subject head)
+        and the AI probability."""
+        images, crops, owner = collate_views(*zip(*views, strict=True))
+        device = self.device
+        subject_logits, source_logits = self.net(
+            *(t.to(device) if t is not None else None for t in (images, crops, owner))
+        )
+        ai = torch.sigmoid(source_logits.float()).cpu().tolist()
+        if subject_logits is None:
+            return [([], p) for p in ai]
         probs = torch.softmax(subject_logits.float(), dim=1).cpu()
-        ai = torch.sigmoid(source_logits.float()).cpu()
         k = max(1, min(top_k, len(self.subjects)))
         values, indices = probs.topk(k, dim=1)
         return [
             ([(self.subjects[i], float(v)) for v, i in zip(vs, ix, strict=True)], float(p))
-            for vs, ix, p in zip(values.tolist(), indices.tolist(), ai.tolist(), strict=True)
+            for vs, ix, p in zip(values.tolist(), indices.tolist(), ai, strict=True)
         ]
 
     def result(self, path: str | None, ranked: list[tuple[str, float]], ai_probability: float) -> Prediction:
-        subject, confidence = ranked[0]
+        subject, confidence = ranked[0] if ranked else (None, None)
         return Prediction(
             path, subject, confidence, ranked, ai_probability, ai_probability >= self.threshold, self.threshold
         )
@@ -188,8 +205,8 @@ class Predictor:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         decoded = self._decoded(images, default_workers() if workers is None else workers, 2 * batch_size)
         while chunk := list(islice(decoded, batch_size)):
-            good = [(i, t) for i, (_, t) in enumerate(chunk) if isinstance(t, torch.Tensor)]
-            ranked = self.predict_tensors(torch.stack([t for _, t in good]), top_k) if good else []
+            good = [(i, v) for i, (_, v) in enumerate(chunk) if not isinstance(v, Failure)]
+            ranked = self.predict_views([v for _, v in good], top_k) if good else []
             scores = dict(zip((i for i, _ in good), ranked, strict=True))
             for i, (image, loaded) in enumerate(chunk):
                 yield self.result(_name(image), *scores[i]) if i in scores else loaded  # type: ignore[misc]
@@ -202,7 +219,7 @@ class Predictor:
 
     def _decoded(
         self, images: Iterable[ImageInput], workers: int, ahead: int
-    ) -> Iterator[tuple[ImageInput, torch.Tensor | Failure]]:
+    ) -> Iterator[tuple[ImageInput, tuple[torch.Tensor | None, torch.Tensor | None] | Failure]]:
         """(input, tensor or failure) in order, decoded by `workers` threads at most `ahead` inputs ahead."""
         if workers < 1:
             yield from ((image, self._load_or_fail(image)) for image in images)

@@ -1,7 +1,9 @@
 """The LightningModule: losses, metrics, optimiser and the two-phase transfer-learning schedule.
 
 Everything `__init__` takes is a plain value saved with `save_hyperparameters`, so a checkpoint is
-self-describing: `DetectiveModule.load_from_checkpoint(path)` and the predictor need nothing else.
+self-describing: `DetectiveModule.load_from_checkpoint(path)` and the predictor need nothing else. That includes
+how images become the network's input (`image_size`, `crop_fraction`, the source view and its crops): the model
+carries its data settings, and prediction builds its views from them.
 """
 
 from __future__ import annotations
@@ -15,53 +17,57 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
-from detective.data.transforms import DEFAULT_CROP_FRACTION, IMAGENET_MEAN, IMAGENET_STD
+from detective.constants import IMAGENET_MEAN, IMAGENET_STD
+from detective.data.dataset import Batch
 from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone
-from detective.train.metrics import (
-    Collected,
-    GroupAccuracy,
-    best_balanced_threshold,
-    source_metrics,
-    subject_metrics,
-)
+from detective.train.metrics import Collected, GroupAccuracy, best_balanced_threshold, source_metrics, subject_metrics
 
-Batch = tuple[Tensor, Tensor, Tensor]
+STAGES = ("train", "val", "test")
 
 
 class DetectiveModule(L.LightningModule):
-    """Two heads on one backbone: loss = subject_weight * CE(subject) + source_weight * BCE(source)."""
+    """Two heads on one backbone: loss = subject_weight * CE(subject) + source_weight * BCE(source).
+
+    With fewer than two `subjects` (source-only data) there is no subject head: no subject loss, no subject metrics.
+    """
 
     def __init__(
         self,
         subjects: Sequence[str],
-        image_size: int = 224,
-        crop_fraction: float = DEFAULT_CROP_FRACTION,
+        image_size: int,
+        crop_fraction: float,
+        source_view: str,
+        source_crop: int,
+        source_crops: int,
+        backbone: str,
+        shared: int,
+        subject_hidden: int,
+        source_hidden: int,
+        dropout: float,
+        subject_weight: float,
+        source_weight: float,
+        label_smoothing: float,
+        lr: float,
+        backbone_lr_factor: float,
+        weight_decay: float,
+        freeze_epochs: int,
+        finetune: bool,
+        freeze_batchnorm: bool = False,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        backbone: str = "mobilenet_v2",
-        shared: int = 128,
-        subject_hidden: int = 64,
-        source_hidden: int = 32,
-        dropout: float = 0.3,
-        subject_weight: float = 1.0,
-        source_weight: float = 1.5,
-        label_smoothing: float = 0.0,
         source_pos_weight: float | None = None,
-        lr: float = 1e-3,
-        backbone_lr_factor: float = 0.1,
-        weight_decay: float = 1e-4,
-        freeze_epochs: int = 1,
-        finetune: bool = True,
-        freeze_batchnorm: bool = False,
         threshold: float = 0.5,
         channels_last: bool = True,
         frozen_backbone: str = "jit",
         compile: bool = False,
         cache_features: bool = False,
     ) -> None:
+        """Defaults only for what the run decides (`freeze_batchnorm`, `source_pos_weight`, the calibrated
+        `threshold`), the statistics every ImageNet backbone was trained with, and speed settings that change no
+        result; every other value comes from `conf/model`."""
         super().__init__()
         self.save_hyperparameters()
-        self.subjects = list(subjects)
+        self.subjects = list(subjects) if len(subjects) >= 2 else []
         self.net = DetectiveNet(
             len(self.subjects),
             backbone=backbone,
@@ -76,12 +82,14 @@ class DetectiveModule(L.LightningModule):
             channels_last=channels_last, frozen_backbone=frozen_backbone, compile=compile, cache_features=cache_features
         )
         n = len(self.subjects)
-        # ModuleDict keys cannot be "train" (nn.Module.train exists), hence the "_<stage>" keys.
-        self.subject_metrics = torch.nn.ModuleDict({f"_{s}": subject_metrics(n) for s in ("train", "val", "test")})
-        self.source_metrics = torch.nn.ModuleDict({f"_{s}": source_metrics() for s in ("train", "val", "test")})
-        self.per_subject = torch.nn.ModuleDict({f"_{s}": GroupAccuracy(n) for s in ("val", "test")})
+        for stage in STAGES:
+            if n:
+                setattr(self, f"{stage}_subject_metrics", subject_metrics(n).clone(prefix=f"{stage}/"))
+            setattr(self, f"{stage}_source_metrics", source_metrics().clone(prefix=f"{stage}/"))
+        if n:
+            self.per_subject = torch.nn.ModuleDict({stage: GroupAccuracy(n) for stage in ("val_", "test_")})
         # Every (AI probability, target) of an epoch: for AUROC/AP and the threshold calibration.
-        self.collected = torch.nn.ModuleDict({f"_{s}": Collected() for s in ("val", "test")})
+        self.collected = torch.nn.ModuleDict({stage: Collected() for stage in ("val_", "test_")})
         pos_weight = torch.tensor(source_pos_weight if source_pos_weight else 1.0)
         self.register_buffer("pos_weight", pos_weight, persistent=False)
 
@@ -89,33 +97,46 @@ class DetectiveModule(L.LightningModule):
     def threshold(self) -> float:
         return float(self.hparams.threshold)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        return self.net(images)
+    @property
+    def has_subject_head(self) -> bool:
+        return bool(self.subjects)
+
+    def forward(
+        self, images: Tensor | None, crops: Tensor | None = None, owner: Tensor | None = None
+    ) -> tuple[Tensor | None, Tensor]:
+        return self.net(images, crops, owner)
 
     def loss(
-        self, subject_logits: Tensor, source_logits: Tensor, subjects: Tensor, sources: Tensor
+        self, subject_logits: Tensor | None, source_logits: Tensor, subjects: Tensor, sources: Tensor
     ) -> dict[str, Tensor]:
-        """The weighted two-head loss, from logits (stable log-softmax / log-sigmoid)."""
-        ce = F.cross_entropy(subject_logits, subjects, label_smoothing=self.hparams.label_smoothing)
+        """The weighted two-head loss, from logits (stable log-softmax / log-sigmoid); source only without a
+        subject head."""
         bce = F.binary_cross_entropy_with_logits(source_logits, sources, pos_weight=self.pos_weight)
-        total = self.hparams.subject_weight * ce + self.hparams.source_weight * bce
-        return {"loss": total, "subject_loss": ce, "source_loss": bce}
+        losses = {"loss": self.hparams.source_weight * bce, "source_loss": bce}
+        if subject_logits is not None:
+            ce = F.cross_entropy(subject_logits, subjects, label_smoothing=self.hparams.label_smoothing)
+            losses["subject_loss"] = ce
+            losses["loss"] = losses["loss"] + self.hparams.subject_weight * ce
+        return losses
 
     def _step(self, batch: Batch | None, stage: str) -> Tensor | None:
         if batch is None:  # every image of the batch failed to decode (already reported)
             return None
-        images, subjects, sources = batch
-        subject_logits, source_logits = self(images)
-        losses = self.loss(subject_logits, source_logits, subjects, sources)
+        subject_logits, source_logits = self(batch.images, batch.crops, batch.owner)
+        losses = self.loss(subject_logits, source_logits, batch.subjects, batch.sources)
         probs = torch.sigmoid(source_logits.detach().float())
         decisions = (probs >= self.threshold).long()
-        self.subject_metrics[f"_{stage}"].update(subject_logits.detach(), subjects)
-        self.source_metrics[f"_{stage}"].update(decisions, sources.long())
+        metrics = [getattr(self, f"{stage}_source_metrics")]
+        metrics[0].update(decisions, batch.sources.long())
+        if subject_logits is not None:
+            metrics.append(getattr(self, f"{stage}_subject_metrics"))
+            metrics[1].update(subject_logits.detach(), batch.subjects)
         if stage != "train":
-            self.collected[f"_{stage}"].update(probs, sources)
-            self.per_subject[f"_{stage}"].update(decisions, sources, subjects)
+            self.collected[f"{stage}_"].update(probs, batch.sources)
+            if self.has_subject_head:
+                self.per_subject[f"{stage}_"].update(decisions, batch.sources, batch.subjects)
         on_step = stage == "train"
-        batch_size = images.shape[0]
+        batch_size = len(batch.sources)
         self.log_dict(
             {f"{stage}/{k}": v.detach() for k, v in losses.items()},
             on_step=on_step,
@@ -124,8 +145,8 @@ class DetectiveModule(L.LightningModule):
             batch_size=batch_size,
             sync_dist=not on_step,
         )
-        for collection in (self.subject_metrics[f"_{stage}"], self.source_metrics[f"_{stage}"]):
-            self.log_dict({f"{stage}/{k}": m for k, m in collection.items()}, on_epoch=True, batch_size=batch_size)
+        for collection in metrics:
+            self.log_dict(collection, on_epoch=True, batch_size=batch_size)
         return losses["loss"]
 
     def training_step(self, batch: Batch | None, batch_idx: int) -> Tensor | None:
@@ -138,41 +159,60 @@ class DetectiveModule(L.LightningModule):
         self._step(batch, "test")
 
     def _log_per_subject(self, stage: str) -> None:
-        accuracy = self.per_subject[f"_{stage}"].compute()
+        if not self.has_subject_head:
+            return
+        accuracy = self.per_subject[f"{stage}_"].compute()
         for name, value in zip(self.subjects, accuracy, strict=True):
             # Already reduced across processes by the metric; sync_dist only silences Lightning's warning.
             self.log(f"{stage}/source_acc/{name}", value, sync_dist=True)
-        self.per_subject[f"_{stage}"].reset()
+        self.per_subject[f"{stage}_"].reset()
 
-    def _ranking(self, stage: str) -> tuple[Tensor, Tensor] | None:
-        """The epoch's probabilities and targets; logs AUROC and AP when both sources are present
+    def _ranking(self, stage: str) -> tuple[Tensor, Tensor, float | None] | None:
+        """The epoch's probabilities, targets and AUROC; logs AUROC and AP when both sources are present
         (with one source they are undefined, and torchmetrics' 0.0 would mislead)."""
-        collected = self.collected[f"_{stage}"]
+        collected = self.collected[f"{stage}_"]
         if collected.update_count == 0:
             return None
         probs, target = collected.compute()
         collected.reset()
+        auroc = None
         if target.min() != target.max():
-            self.log(f"{stage}/source_auroc", binary_auroc(probs, target))
+            auroc = float(binary_auroc(probs, target))
+            self.log(f"{stage}/source_auroc", auroc)
             self.log(f"{stage}/source_ap", binary_average_precision(probs, target))
-        return probs, target
+        return probs, target, auroc
 
     def on_validation_epoch_end(self) -> None:
-        """Re-calibrate the source threshold on this epoch's validation predictions.
+        """Re-calibrate the source threshold on this epoch's validation predictions, and log `val/score`.
 
-        It lands in the hyperparameters before the checkpoint callback saves, so every checkpoint
-        carries the threshold that suits its own weights (the best one included).
+        The threshold lands in the hyperparameters before the checkpoint callback saves, so every checkpoint
+        carries the threshold that suits its own weights (the best one included; see `on_load_checkpoint`).
         """
         self._log_per_subject("val")
-        collected = self._ranking("val")
-        if collected is None or self.trainer.sanity_checking:
+        ranked = self._ranking("val")
+        if ranked is None or self.trainer.sanity_checking:
             return
-        probs, target = collected
+        probs, target, auroc = ranked
         threshold, balanced = best_balanced_threshold(probs, target)
         self.hparams.threshold = threshold
         self.log("val/threshold", threshold)
         if not math.isnan(balanced):
             self.log("val/source_balanced_acc", balanced)
+        self.log("val/score", self._score(auroc))
+
+    def _score(self, auroc: float | None) -> float:
+        """What checkpointing and early stopping watch: the source head's validation AUROC, averaged with subject
+        accuracy when there is a subject head. Both are bounded and threshold-free, unlike `val/loss`, whose
+        subject part dominates and which grows when either head merely turns over-confident."""
+        scores = [] if auroc is None else [auroc]
+        if self.has_subject_head:
+            scores.append(float(self.val_subject_metrics["subject_acc"].compute()))
+        return sum(scores) / len(scores) if scores else 0.0
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """`trainer.test(ckpt_path=best)` restores the best epoch's weights; its calibrated threshold must come
+        with them (the hyperparameters in memory hold the last epoch's)."""
+        self.hparams.threshold = checkpoint["hyper_parameters"]["threshold"]
 
     def on_test_epoch_end(self) -> None:
         self._log_per_subject("test")

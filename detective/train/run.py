@@ -71,7 +71,7 @@ def source_pos_weight(datamodule: DetectiveDataModule) -> float | None:
 
 def resolve_cache_features(value: Any, datamodule: DetectiveDataModule) -> bool:
     """`model.cache_features=auto`: remember a frozen backbone's features when every epoch shows the same images."""
-    return auto_flag("model.cache_features", value, datamodule.augment.deterministic)
+    return auto_flag("model.cache_features", value, datamodule.deterministic)
 
 
 def resolve_freeze_batchnorm(cfg: DictConfig) -> bool:
@@ -86,19 +86,19 @@ def resolve_freeze_batchnorm(cfg: DictConfig) -> bool:
     return freeze
 
 
+def module_arguments(cfg: DictConfig) -> dict[str, Any]:
+    """`conf/model`'s values as `DetectiveModule` takes them (the run-only keys left out, `auto`s still open)."""
+    return {k: v for k, v in plain(cfg.model).items() if k not in RUN_ONLY_MODEL_KEYS}
+
+
 def build_module(cfg: DictConfig, datamodule: DetectiveDataModule) -> DetectiveModule:
     """The LightningModule with pretrained backbone weights loaded as the config asks."""
-    kwargs = {k: v for k, v in plain(cfg.model).items() if k not in RUN_ONLY_MODEL_KEYS}
-    kwargs["cache_features"] = resolve_cache_features(kwargs.get("cache_features", False), datamodule)
+    kwargs = module_arguments(cfg)
+    kwargs["cache_features"] = resolve_cache_features(kwargs["cache_features"], datamodule)
     kwargs["freeze_batchnorm"] = resolve_freeze_batchnorm(cfg)
     if cfg.model.balance_source:
         kwargs["source_pos_weight"] = source_pos_weight(datamodule)
-    module = DetectiveModule(
-        subjects=datamodule.subjects,
-        image_size=datamodule.image_size,
-        crop_fraction=datamodule.crop_fraction,
-        **kwargs,
-    )
+    module = DetectiveModule(subjects=datamodule.subjects, **kwargs)
     weights = load_backbone_weights(module.net, pretrained=resolve_pretrained(cfg), weights_path=cfg.model.weights_path)
     print(f"Backbone: {module.hparams.backbone}, {weights}")
     return module

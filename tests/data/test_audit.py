@@ -32,10 +32,30 @@ def test_empty_root_is_an_error(tmp_path):
         report.raise_on_error()
 
 
-def test_one_subject_is_an_error(image_tree):
+def test_one_subject_trains_the_source_head_alone(image_tree):
     report = run_audit(image_tree(balanced_names(["cat"])))
-    assert "only one subject ('cat')" in report.errors[0]
-    assert "needs at least two" in report.errors[0]
+    assert report.errors == [] and not report.subject_head
+    assert "source only: one subject folder ('cat')" in report.mode
+    assert "Mode: source only" in format_report(report)
+
+
+def test_real_and_ai_folders_at_the_top_train_the_source_head_alone(image_tree):
+    names = [f"real/r{i}.png" for i in range(10)] + [f"ai/a{i}.png" for i in range(10)] + ["1_fake/x.png"]
+    report = run_audit(image_tree(names))
+    assert report.errors == [] and report.warnings == [] and not report.subject_head
+    assert report.subjects == [] and "no subject folders (real/ai only)" in report.mode
+    assert sum(n for (_, is_ai), n in report.counts["train"].items() if is_ai) == 9
+    assert "(all)               ai             9" in format_report(report)
+
+
+def test_one_subject_with_one_source_is_an_error(image_tree):
+    report = run_audit(image_tree([f"cat/c{i}.png" for i in range(6)]))
+    assert "only real images" in report.errors[0] and "nothing to learn" in report.errors[0]
+
+
+def test_source_folders_beside_subject_folders_are_an_error(image_tree):
+    report = run_audit(image_tree([*balanced_names(), "real/r.png", "ai/a.png"]))
+    assert "2 images sit in real/ai folders at the top" in report.errors[0]
 
 
 def test_subject_without_ai_images_is_a_warning(image_tree):

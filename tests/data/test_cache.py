@@ -10,6 +10,7 @@ from detective.data.dataset import ImageDataset
 from detective.data.images import ImageDecodeError
 from detective.data.scan import Sample
 from detective.data.transforms import eval_transform, resize_size
+from detective.data.views import Views
 
 
 def entries(folder) -> list:
@@ -29,8 +30,9 @@ def photos(tmp_path):
 def test_cached_epochs_see_exactly_the_pixels_of_uncached_ones(tmp_path, photos):
     side = resize_size(64)
     samples = [Sample(path=p, subject="x", is_ai=False) for p in photos]
-    plain = ImageDataset(samples, ["x"], eval_transform(64), side)
-    cached = ImageDataset(samples, ["x"], eval_transform(64), side, cache=DecodedCache(tmp_path / "cache", side))
+    views = Views(eval_transform(64), None, side)
+    plain = ImageDataset(samples, ["x"], views)
+    cached = ImageDataset(samples, ["x"], views, cache=DecodedCache(tmp_path / "cache", side))
     for epoch in range(2):  # the first fills the cache, the second reads it
         for i in range(len(samples)):
             assert torch.equal(cached[i][0], plain[i][0]), (epoch, photos[i].name)

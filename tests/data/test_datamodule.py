@@ -1,12 +1,13 @@
 import torch
-from conftest import balanced_names, write_image
+from conftest import balanced_names, make_datamodule, write_image
 
-from detective.data.datamodule import DetectiveDataModule
+from detective.data.transforms import load_image
+from detective.data.views import crop_grid
 
 
-def make_module(root, **kwargs) -> DetectiveDataModule:
-    args = {"image_size": 32, "batch_size": 8, "num_workers": 0, "augment": {"crop": "random"}, **kwargs}
-    return DetectiveDataModule(root=str(root), **args)
+def make_module(root, *overrides: str, **kwargs):
+    small = ("data.image_size=32", "data.batch_size=8", "data.num_workers=0", "data.augment.crop=random")
+    return make_datamodule(root, *small, *overrides, **kwargs)
 
 
 def test_batches_are_uint8_images_with_subject_and_source_labels(image_tree, capsys):
@@ -14,23 +15,59 @@ def test_batches_are_uint8_images_with_subject_and_source_labels(image_tree, cap
     dm.setup()
     assert "Data audit" in capsys.readouterr().out
     assert dm.subjects == ["cat", "dog"]
-    images, subjects, sources = next(iter(dm.train_dataloader()))
-    assert images.dtype == torch.uint8 and images.shape[1:] == (3, 32, 32)
-    assert subjects.dtype == torch.long and sources.dtype == torch.float32
-    seen = {(int(s), float(a)) for _, ss, aa in dm.val_dataloader() for s, a in zip(ss, aa, strict=True)}
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.images.dtype == torch.uint8 and batch.images.shape[1:] == (3, 32, 32)
+    assert batch.subjects.dtype == torch.long and batch.sources.dtype == torch.float32
+    seen = {(int(s), float(a)) for b in dm.val_dataloader() for s, a in zip(b.subjects, b.sources, strict=True)}
     assert seen == {(0, 0.0), (0, 1.0), (1, 0.0), (1, 1.0)}  # every cell is validated
+
+
+def test_the_source_head_gets_one_random_native_crop_in_training_and_a_grid_when_judged(image_tree):
+    dm = make_module(image_tree(balanced_names(("cat", "dog"), 6), size=(64, 48)), "data.augment.flip=false")
+    dm.setup()
+    train = next(iter(dm.train_dataloader()))
+    assert train.crops.shape == (len(train.sources), 3, 32, 32) and train.owner.tolist() == list(range(8))
+    val = next(iter(dm.val_dataloader()))
+    boxes = crop_grid(64, 48, 32, 16)
+    assert len(boxes) == 4 and val.owner.tolist() == [i for i in range(len(val.sources)) for _ in boxes]
+    image = load_image(dm.dataset("val").samples[0].path)
+    for crop, (left, top) in zip(val.crops[:4], boxes, strict=True):  # pixels as decoded: nothing resampled
+        assert torch.equal(crop, image[:, top : top + 32, left : left + 32])
+    x = train.crops[0]
+    assert any(  # the training crop too is a window of some image, unchanged
+        torch.equal(x, im[:, y : y + 32, left : left + 32])
+        for im in (load_image(s.path) for s in dm.dataset("train").samples)
+        for y in range(17)
+        for left in range(33)
+    )
+
+
+def test_source_only_folders_give_batches_without_subject_view(image_tree):
+    names = [f"real/r{i}.png" for i in range(8)] + [f"ai/a{i}.png" for i in range(8)]
+    dm = make_module(image_tree(names, size=(40, 40)))
+    dm.setup()
+    assert dm.subjects == []
+    batch = next(iter(dm.val_dataloader()))
+    assert batch.images is None and batch.crops.shape[1:] == (3, 32, 32)
+
+
+def test_resized_source_view_is_the_originals_single_view(image_tree):
+    dm = make_module(image_tree(balanced_names(("cat", "dog"), 4), size=(64, 48)), "data.source_view=resized")
+    dm.setup()
+    batch = next(iter(dm.val_dataloader()))
+    assert batch.crops is None and batch.owner is None and batch.images.shape[1:] == (3, 32, 32)
 
 
 def test_a_file_that_breaks_mid_epoch_is_reported_once_and_dropped(image_tree, capsys):
     root = image_tree(balanced_names(("cat", "dog"), 6), size=(64, 48))
     good = write_image(root / "cat" / "truncated.jpg", (200, 150), seed=9).read_bytes()
     (root / "cat" / "truncated.jpg").write_bytes(good[: len(good) // 2])  # the header still probes fine
-    dm = make_module(root, val_fraction=0.0, test_fraction=0.0)
+    dm = make_module(root, "data.val_fraction=0.0", "data.test_fraction=0.0")
     dm.setup()
     assert any(s.path.name == "truncated.jpg" for s in dm.splits["train"])
     for _ in range(2):  # two epochs: no exception, one sample fewer
         # A batch holding only the broken file comes out as None (the training step skips it).
-        total = sum(len(batch[0]) for batch in dm.train_dataloader() if batch is not None)
+        total = sum(len(batch.sources) for batch in dm.train_dataloader() if batch is not None)
         assert total == len(dm.splits["train"]) - 1
     err = capsys.readouterr().err
     assert err.count("truncated.jpg") == 1 and "cannot read image" in err
@@ -38,7 +75,7 @@ def test_a_file_that_breaks_mid_epoch_is_reported_once_and_dropped(image_tree, c
 
 def test_demo_set_is_the_default_root(tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTIVE_CACHE", str(tmp_path))
-    dm = DetectiveDataModule(image_size=32, crop_fraction=1.0, num_workers=0, demo={"per_subject": 4})
+    dm = make_datamodule(None, "data.image_size=32", "data.num_workers=0", "data.demo.per_subject=4")
     dm.prepare_data()
     dm.setup()
     assert dm.subjects == ["circle", "square", "star", "triangle"]
@@ -46,19 +83,22 @@ def test_demo_set_is_the_default_root(tmp_path, monkeypatch):
 
 
 def test_batches_come_in_channels_last_and_collate_in_workers_too(image_tree):
-    dm = make_module(image_tree(balanced_names(("cat", "dog"), 4), size=(64, 48)), num_workers=1)
+    dm = make_module(image_tree(balanced_names(("cat", "dog"), 4), size=(64, 48)), "data.num_workers=1")
     dm.setup()
-    images, _, _ = next(iter(dm.val_dataloader()))
-    assert images.is_contiguous(memory_format=torch.channels_last)  # what the model runs on: no transpose
+    batch = next(iter(dm.val_dataloader()))
+    for images in (batch.images, batch.crops):  # what the model runs on: no transpose
+        assert images.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_decoded_cache_serves_later_epochs_with_the_same_batches(image_tree, tmp_path):
     root = image_tree(balanced_names(("cat", "dog"), 4), size=(64, 48))
-    cached = make_module(root, decoded_cache=True, cache_dir=str(tmp_path / "decoded"))
-    plain = make_module(root)
+    resized = "data.source_view=resized"  # native crops need the full image, which the cache does not keep
+    assert make_module(root, "data.decoded_cache=true").cache is None
+    cached = make_module(root, resized, "data.decoded_cache=true", f"data.cache_dir={tmp_path / 'decoded'}")
+    plain = make_module(root, resized, "data.decoded_cache=false")
     for dm in (cached, plain):
         dm.setup()
-    first = [b[0] for b in cached.val_dataloader()]
+    first = [b.images for b in cached.val_dataloader()]
     assert len(list((tmp_path / "decoded").rglob("*.rgb"))) == len(cached.splits["val"])  # filled by the 1st pass
-    for epoch in ([b[0] for b in cached.val_dataloader()], [b[0] for b in plain.val_dataloader()]):
+    for epoch in ([b.images for b in cached.val_dataloader()], [b.images for b in plain.val_dataloader()]):
         assert all(torch.equal(a, b) for a, b in zip(first, epoch, strict=True))

@@ -4,7 +4,8 @@ from conftest import ids
 from torch import nn
 from torch.nn import functional as F
 
-from detective.model.net import IMAGENET_MEAN, IMAGENET_STD, DetectiveNet, freeze_backbone, unfreeze_backbone
+from detective.constants import IMAGENET_MEAN, IMAGENET_STD
+from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone
 
 
 @pytest.fixture
@@ -20,13 +21,32 @@ def bn_state(net: DetectiveNet) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in net.backbone.state_dict().items() if "running" in k or "num_batches" in k}
 
 
-@pytest.mark.parametrize("num_subjects", [1, 2, 7])
+@pytest.mark.parametrize("num_subjects", [2, 7])
 @pytest.mark.parametrize("as_float", [False, True])
 def test_output_shapes(images, num_subjects, as_float):
     x = images.float() / 255 if as_float else images
     subject, source = DetectiveNet(num_subjects).eval()(x)
     assert subject.shape == (2, num_subjects)
     assert source.shape == (2,)
+
+
+def test_without_subjects_there_is_no_subject_head(images):
+    net = DetectiveNet(0).eval()
+    assert net.subject_head is None and all(not n.startswith("subject") for n, _ in net.named_parameters())
+    subject, source = net(images)
+    assert subject is None and source.shape == (2,)
+
+
+def test_the_source_logit_of_an_image_is_the_mean_of_its_crops_logits(images):
+    net = DetectiveNet(2).eval()
+    crops = torch.cat([images, images.flip(-1), images.flip(-2)])  # 6 crops: image 0 gets 4, image 1 gets 2
+    owner = torch.tensor([0, 1, 0, 0, 1, 0])
+    with torch.no_grad():
+        subject, source = net(images, crops, owner)
+        per_crop = net(crops)[1]
+        assert torch.allclose(source, torch.stack([per_crop[owner == i].mean() for i in (0, 1)]), atol=1e-6)
+        assert torch.allclose(subject, net(images)[0], atol=1e-6)
+        assert net(None, crops, owner)[0] is None  # no subject view needed for the source alone
 
 
 def test_uint8_input_equals_float_input_in_unit_range(images):
@@ -113,7 +133,7 @@ def test_dropout_only_on_source_branch_and_only_in_train_mode():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"num_subjects": 0}, "num_subjects must be at least 1"),
+        ({"num_subjects": 1}, r"num_subjects must be 0 \(no subject head\) or at least 2"),
         ({"num_subjects": 2, "shared": 0}, "shared must be at least 1"),
         ({"num_subjects": 2, "dropout": 1.0}, "dropout must be in"),
         ({"num_subjects": 2, "std": (0.2, 0.0, 0.2)}, "mean and std"),

@@ -4,9 +4,10 @@ import io
 
 import pytest
 import torch
+from conftest import make_datamodule
 from PIL import Image
 
-from detective.data.datamodule import DetectiveDataModule
+from detective.data.dataset import collate_views
 from detective.predict.checkpoint import CheckpointError
 from detective.predict.predictor import Failure, Prediction, Predictor
 from detective.train.module import DetectiveModule
@@ -21,18 +22,20 @@ def predictor(trained_checkpoint):
 def val_data(trained_checkpoint, tiny_tree):
     """The validation split exactly as training serves it (same datamodule, same eval transform)."""
     hp = torch.load(trained_checkpoint, weights_only=True)["hyper_parameters"]
-    dm = DetectiveDataModule(str(tiny_tree), image_size=hp["image_size"], crop_fraction=hp["crop_fraction"])
+    dm = make_datamodule(tiny_tree, f"data.image_size={hp['image_size']}", f"data.crop_fraction={hp['crop_fraction']}")
     dm.setup()
     ds = dm.dataset("val")
-    return [str(s.path) for s in ds.samples], torch.stack([ds[i][0] for i in range(len(ds))])
+    return [str(s.path) for s in ds.samples], [ds[i][:2] for i in range(len(ds))]
 
 
 def test_same_tensors_and_probabilities_as_the_lightning_module(trained_checkpoint, predictor, val_data):
-    paths, images = val_data
-    assert torch.equal(torch.stack([predictor.load(p) for p in paths]), images)  # the shared eval transform
+    paths, views = val_data
+    for path, (image, crops) in zip(paths, views, strict=True):  # the shared eval views
+        loaded = predictor.load(path)
+        assert torch.equal(loaded[0], image) and torch.equal(loaded[1], crops) and len(crops) == 4
     module = DetectiveModule.load_from_checkpoint(trained_checkpoint, map_location="cpu").eval()
     with torch.inference_mode():
-        subject_logits, source_logits = module(images)
+        subject_logits, source_logits = module(*collate_views(*zip(*views, strict=True)))
     expected_subjects = torch.softmax(subject_logits, dim=1)
     expected_ai = torch.sigmoid(source_logits)
     results = predictor.predict(paths, batch_size=4, top_k=3)
@@ -97,6 +100,9 @@ def test_checkpoint_that_is_not_a_detective_one_is_refused(tmp_path):
 def test_describe_reads_like_the_original():
     p = Prediction("cat.jpg", "cat", 0.985, [("cat", 0.985)], 0.93, True, 0.5)
     assert p.describe() == "Object: cat (98.5%)  Source: AI generated (AI probability 0.93)"
+    source_only = Prediction("x.jpg", None, None, [], 0.2, False, 0.5)
+    assert source_only.describe() == "Object: - (no subject head)  Source: real photo (AI probability 0.20)"
+    assert source_only.as_dict()["subject"] is None
     assert Failure("x.jpg", "boom").as_dict() == {"path": "x.jpg", "error": "boom"}
 
 

@@ -2,17 +2,17 @@ import math
 
 import pytest
 import torch
+from conftest import make_module
 
 from detective.train.metrics import GroupAccuracy, best_balanced_threshold
-from detective.train.module import DetectiveModule
 
 
-def make_module(**kwargs) -> DetectiveModule:
-    return DetectiveModule(subjects=["cat", "dog", "owl"], image_size=32, **kwargs)
+def module_with(**kwargs):
+    return make_module(("cat", "dog", "owl"), **kwargs)
 
 
 def test_loss_is_weighted_ce_plus_bce_by_hand():
-    module = make_module()
+    module = module_with()
     subject_logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
     source_logits = torch.tensor([1.0, -2.0])
     subjects = torch.tensor([0, 2])
@@ -28,7 +28,7 @@ def test_loss_is_weighted_ce_plus_bce_by_hand():
     assert losses["source_loss"].item() == pytest.approx(bce, rel=1e-6)
     assert losses["loss"].item() == pytest.approx(1.0 * ce + 1.5 * bce, rel=1e-6)
 
-    reweighted = make_module(subject_weight=0.5, source_weight=2.0).loss(
+    reweighted = module_with(subject_weight=0.5, source_weight=2.0).loss(
         subject_logits, source_logits, subjects, sources
     )
     assert reweighted["loss"].item() == pytest.approx(0.5 * ce + 2.0 * bce, rel=1e-6)
@@ -36,11 +36,11 @@ def test_loss_is_weighted_ce_plus_bce_by_hand():
 
 def test_source_pos_weight_and_label_smoothing_change_the_loss():
     args = (torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([-1.0]), torch.tensor([0]), torch.tensor([1.0]))
-    plain = make_module().loss(*args)
-    assert make_module(source_pos_weight=3.0).loss(*args)["source_loss"].item() == pytest.approx(
+    plain = module_with().loss(*args)
+    assert module_with(source_pos_weight=3.0).loss(*args)["source_loss"].item() == pytest.approx(
         3 * plain["source_loss"].item(), rel=1e-6
     )
-    assert make_module(label_smoothing=0.2).loss(*args)["subject_loss"] > plain["subject_loss"]
+    assert module_with(label_smoothing=0.2).loss(*args)["subject_loss"] > plain["subject_loss"]
 
 
 class FakeTrainer:
@@ -53,7 +53,7 @@ class FakeTrainer:
     [(2, True, [True, True, False, False]), (0, True, [False] * 4), (1, False, [True] * 4)],
 )
 def test_two_phase_schedule(freeze_epochs, finetune, frozen_by_epoch, monkeypatch):
-    module = make_module(freeze_epochs=freeze_epochs, finetune=finetune)
+    module = module_with(freeze_epochs=freeze_epochs, finetune=finetune)
     seen = []
     for epoch in range(4):
         monkeypatch.setattr(type(module), "current_epoch", property(lambda self, e=epoch: e))
@@ -69,7 +69,7 @@ def test_two_phase_schedule(freeze_epochs, finetune, frozen_by_epoch, monkeypatc
 
 @pytest.mark.parametrize("freeze_epochs", [0, 1])
 def test_freeze_batchnorm_keeps_statistics_from_the_first_fine_tuning_epoch(freeze_epochs, monkeypatch):
-    module = make_module(freeze_epochs=freeze_epochs, freeze_batchnorm=True)
+    module = module_with(freeze_epochs=freeze_epochs, freeze_batchnorm=True)
     for epoch in range(freeze_epochs + 2):
         monkeypatch.setattr(type(module), "current_epoch", property(lambda self, e=epoch: e))
         module.train()
@@ -80,7 +80,7 @@ def test_freeze_batchnorm_keeps_statistics_from_the_first_fine_tuning_epoch(free
 
 
 def test_optimizer_gives_the_backbone_a_lower_rate(monkeypatch):
-    module = make_module(lr=1e-3, backbone_lr_factor=0.1)
+    module = module_with(lr=1e-3, backbone_lr_factor=0.1)
     monkeypatch.setattr(type(module), "trainer", property(lambda self: type("T", (), {"max_epochs": 5})()))
     optimizer = module.configure_optimizers()["optimizer"]
     heads, backbone = optimizer.param_groups
@@ -108,3 +108,17 @@ def test_group_accuracy_per_subject():
     metric = GroupAccuracy(3)
     metric.update(torch.tensor([1, 0, 1, 1]), torch.tensor([1, 1, 1, 0]), torch.tensor([0, 0, 1, 2]))
     assert metric.compute().tolist() == [0.5, 1.0, 0.0]
+
+
+def test_without_subjects_the_loss_is_the_weighted_source_loss_alone():
+    module = make_module(())
+    assert not module.has_subject_head and module.net.subject_head is None
+    losses = module.loss(None, torch.tensor([1.0, -2.0]), torch.tensor([0, 0]), torch.tensor([1.0, 0.0]))
+    assert "subject_loss" not in losses
+    assert losses["loss"].item() == pytest.approx(1.5 * losses["source_loss"].item())
+
+
+def test_a_restored_checkpoint_brings_its_own_threshold():
+    module = module_with(threshold=0.24)  # the last epoch's, as in memory after fitting
+    module.on_load_checkpoint({"hyper_parameters": {**module.hparams, "threshold": 0.58}})  # the best epoch's
+    assert module.threshold == 0.58

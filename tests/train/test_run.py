@@ -1,8 +1,9 @@
+import csv
+
 import pytest
 import torch
-from conftest import train_overrides
+from conftest import make_datamodule, train_overrides
 
-from detective.data.datamodule import DetectiveDataModule
 from detective.predict.checkpoint import read_checkpoint
 from detective.train.config import compose_config
 from detective.train.module import DetectiveModule
@@ -31,11 +32,16 @@ def test_checkpoint_holds_plain_values_only(trained_checkpoint):
 
 
 @pytest.mark.parametrize(
-    ("augment", "expected"),
-    [({"crop": "center", "flip": False}, True), ({"crop": "center", "flip": True}, False), ({}, False)],
+    ("overrides", "expected"),
+    [
+        (["data.source_view=resized", "data.augment.crop=center", "data.augment.flip=false"], True),
+        (["data.source_view=resized", "data.augment.crop=center"], False),  # flips
+        (["data.augment.crop=center", "data.augment.flip=false"], False),  # native crops are drawn at random
+        ([], False),
+    ],
 )
-def test_cache_features_auto_only_when_every_epoch_shows_the_same_pixels(augment, expected):
-    datamodule = DetectiveDataModule(augment=augment)
+def test_cache_features_auto_only_when_every_epoch_shows_the_same_pixels(overrides, expected):
+    datamodule = make_datamodule(None, *overrides)
     assert resolve_cache_features("auto", datamodule) is expected
     assert resolve_cache_features(False, datamodule) is False
     with pytest.raises(ValueError, match=r"model\.cache_features"):
@@ -89,3 +95,35 @@ def test_fine_tuning_from_a_weights_file_keeps_its_batchnorm_statistics(tiny_tre
     for key in ("0.1.running_mean", "9.conv.1.1.running_var", "18.1.running_mean"):
         assert torch.equal(saved[f"net.backbone.{key}"], loaded[f"features.{key}"])
     assert not torch.equal(saved["net.backbone.0.0.weight"], loaded["features.0.0.weight"])  # the weights learned
+
+
+@pytest.mark.slow
+def test_last_checkpoint_is_the_last_epoch_and_resuming_continues_after_it(tiny_tree, tmp_path):
+    train(compose_config(train_overrides(tiny_tree, tmp_path / "run", "trainer.max_epochs=3", "test=false")))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 2  # epochs 0, 1, 2
+    resumed = tmp_path / "resumed"
+    train(
+        compose_config(train_overrides(tiny_tree, resumed, "trainer.max_epochs=4", "test=false", f"ckpt_path={last}"))
+    )
+    assert torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["epoch"] == 3
+    epochs = {int(r["epoch"]) for r in csv.DictReader((resumed / "logs" / "metrics.csv").open()) if r["epoch"]}
+    assert epochs == {3}  # only the epoch that was missing was trained
+
+
+@pytest.mark.slow
+def test_reported_test_metrics_are_what_predict_gives_with_the_best_checkpoint(tiny_tree, tmp_path):
+    from detective.predict.predictor import Predictor
+
+    out = tmp_path / "run"
+    train(compose_config(train_overrides(tiny_tree, out, "trainer.max_epochs=4", "seed=3")))
+    rows = [r for r in csv.DictReader((out / "logs" / "metrics.csv").open()) if r.get("test/source_acc")]
+    reported = {k: float(rows[-1][k]) for k in ("test/source_acc", "test/subject_acc")}
+    data = [o for o in train_overrides(tiny_tree, out) if o.startswith("data.") and not o.startswith("data.root")]
+    datamodule = make_datamodule(tiny_tree, *data)
+    datamodule.setup()
+    test = datamodule.splits["test"]
+    results = Predictor.from_checkpoint(out / "checkpoints" / "best.ckpt", device="cpu").predict([s.path for s in test])
+    source_acc = sum(r.is_ai == s.is_ai for r, s in zip(results, test, strict=True)) / len(test)
+    subject_acc = sum(r.subject == s.subject for r, s in zip(results, test, strict=True)) / len(test)
+    assert reported == pytest.approx({"test/source_acc": source_acc, "test/subject_acc": subject_acc}, abs=1e-6)

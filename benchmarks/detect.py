@@ -1,0 +1,211 @@
+"""How well the source head detects AI images in real photos: recipes side by side, cross-validated.
+
+    uv run python benchmarks/detect.py --weights ../shared/weights/mobilenet_v2_imagenet_coral.pth
+        [--data ../shared/data/realorai_dev] [--folds 3] [--recipes original,resized,native,shortcut]
+        [--transfer ../shared/data/real_vs_ai_sample] [--subjects ../shared/data/cats_dogs_real] [--epochs N]
+
+Each recipe is `train.py` with a few overrides, run as its own process on every fold: the data set is split into
+`--folds` stratified folds by a hash of each file's name; a fold's files become the test split, the rest train (with
+the validation split carved out of it by `data.val_fraction`, as `train.py` does). Every best checkpoint is then
+judged on its test fold by `Predictor`, as `predict.py` would, with the views stored in it and, for native-crop
+recipes, also with a single centre crop (what one crop sees, against the grid). Optionally a recipe is trained on
+`--transfer` and judged on all of `--data` (another collection, other generators), and trained on `--subjects` (real
+cat/dog photos) to show the subject head does not suffer. Prints a table of means +- standard deviations over folds
+and writes benchmarks/results/detect.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+sys.path.insert(0, str(REPO))
+
+# name -> (what it is, train.py overrides)
+RECIPES: dict[str, tuple[str, list[str]]] = {
+    "original": (
+        "the original's: frozen ImageNet features, downscaled view",
+        ["experiment=frozen", "data.source_view=resized"],
+    ),
+    "resized": ("fine-tuned, downscaled view (before native crops)", ["data.source_view=resized"]),
+    "native": ("fine-tuned, native-resolution crops (default)", []),
+    "shortcut": ("native + JPEG/rescale augmentation of both sources", ["experiment=shortcut_proof"]),
+}
+
+
+@dataclass(frozen=True)
+class Scores:
+    accuracy: float
+    auroc: float
+
+
+def folds_of(files: list[Path], k: int) -> list[int]:
+    """A fold per file, stratified by source folder, from a hash of the file name (the same on every machine)."""
+    fold = [0] * len(files)
+    by_source: dict[str, list[int]] = {}
+    for i, f in enumerate(files):
+        by_source.setdefault(f.parent.name, []).append(i)
+    for members in by_source.values():
+        members.sort(key=lambda i: hashlib.sha256(files[i].name.encode()).hexdigest())
+        for rank, i in enumerate(members):
+            fold[i] = rank % k
+    return fold
+
+
+def image_files(root: Path) -> list[Path]:
+    from detective.data.labels import is_image_name
+
+    return sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p.name))
+
+
+def fold_root(data: Path, files: list[Path], fold: list[int], k: int, workdir: Path) -> Path:
+    """`workdir/fold<k>/{train,test}/<source folder>/` of symlinks: the split layout train.py reads as given."""
+    root = workdir / f"fold{k}"
+    for f, fk in zip(files, fold, strict=True):
+        link = root / ("test" if fk == k else "train") / f.relative_to(data)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(f.resolve())
+    return root
+
+
+def train_run(root: Path, out: Path, overrides: list[str], weights: Path, epochs: int | None) -> float:
+    """One `train.py` process; returns its wall time in seconds."""
+    cmd = [
+        sys.executable,
+        str(REPO / "train.py"),
+        f"data.root={root}",
+        f"model.weights_path={weights}",
+        f"paths.output_dir={out}",
+        "~callbacks.progress_bar",
+        "trainer.enable_progress_bar=false",
+        *overrides,
+    ]
+    if epochs:
+        cmd.append(f"trainer.max_epochs={epochs}")
+    start = time.perf_counter()
+    with open(out.with_suffix(".log"), "w") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    return time.perf_counter() - start
+
+
+def judge(checkpoint: Path, files: list[Path], source_crops: int | None = None) -> Scores:
+    """Source accuracy at the stored threshold and AUROC of `Predictor` on `files` (AI = under an `ai` folder)."""
+    import torch
+    from torchmetrics.functional.classification import binary_auroc
+
+    from detective.data.views import eval_views
+    from detective.predict.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    if source_crops is not None:
+        hp = torch.load(checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
+        predictor.views = eval_views(
+            hp["image_size"],
+            hp["crop_fraction"],
+            hp["source_view"],
+            hp["source_crop"],
+            source_crops,
+            subject_head=bool(predictor.subjects),
+        )
+    results = predictor.predict(files)
+    probs = torch.tensor([r.ai_probability for r in results])
+    truth = torch.tensor([f.parent.name in ("ai", "1_fake") for f in files])
+    accuracy = float(((probs >= predictor.threshold) == truth).float().mean())
+    return Scores(accuracy, float(binary_auroc(probs, truth.long())))
+
+
+def test_metric(run: Path, name: str) -> float | None:
+    import csv
+
+    rows = [r for r in csv.DictReader((run / "logs" / "metrics.csv").open()) if r.get(name)]
+    return float(rows[-1][name]) if rows else None
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} +- {spread:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "realorai_dev")
+    parser.add_argument(
+        "--weights", type=Path, default=REPO.parent / "shared" / "weights" / "mobilenet_v2_imagenet_coral.pth"
+    )
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--epochs", type=int, help="trainer.max_epochs for every run (default: the config's)")
+    parser.add_argument("--transfer", type=Path, help="also train on this folder and judge on all of --data")
+    parser.add_argument("--subjects", type=Path, help="also train on this subject-folder set: subject accuracy")
+    parser.add_argument("--workdir", type=Path, default=RESULTS / "detect")
+    args = parser.parse_args()
+
+    files = image_files(args.data)
+    fold = folds_of(files, args.folds)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    table: dict[str, dict[str, Any]] = {}
+    for name in args.recipes.split(","):
+        about, overrides = RECIPES[name]
+        row: dict[str, Any] = {"about": about, "overrides": overrides, "folds": []}
+        for k in range(args.folds):
+            root = fold_root(args.data, files, fold, k, args.workdir / "folds")
+            out = args.workdir / "runs" / f"{name}-fold{k}"
+            seconds = train_run(root, out, overrides, args.weights, args.epochs)
+            best = out / "checkpoints" / "best.ckpt"
+            test = [f for f, fk in zip(files, fold, strict=True) if fk == k]
+            result = {
+                "seconds": seconds,
+                "judged": judge(best, test).__dict__,
+                "reported_acc": test_metric(out, "test/source_acc"),
+            }
+            if "source_view=resized" not in " ".join(overrides):
+                result["one_crop"] = judge(best, test, source_crops=1).__dict__
+            row["folds"].append(result)
+            print(f"{name} fold {k}: {result}", flush=True)
+        if args.transfer:
+            out = args.workdir / "runs" / f"{name}-transfer"
+            train_run(args.transfer, out, overrides, args.weights, args.epochs)
+            row["transfer"] = judge(out / "checkpoints" / "best.ckpt", files).__dict__
+        if args.subjects:
+            out = args.workdir / "runs" / f"{name}-subjects"
+            train_run(args.subjects, out, overrides, args.weights, args.epochs)
+            row["subject_acc"] = test_metric(out, "test/subject_acc")
+        table[name] = row
+        (RESULTS / "detect.json").write_text(json.dumps(table, indent=2))
+    print_table(table)
+
+
+def print_table(table: dict[str, dict[str, Any]]) -> None:
+    columns = ["recipe", "source acc", "source AUROC", "1 crop: acc / AUROC", "train time (s)", "transfer acc / AUROC"]
+    print("\n| " + " | ".join([*columns, "subject acc (cats/dogs)"]) + " |")
+    print("|---|---|---|---|---|---|---|")
+    for name, row in table.items():
+        folds = row["folds"]
+        acc = mean_std([f["judged"]["accuracy"] for f in folds])
+        auroc = mean_std([f["judged"]["auroc"] for f in folds])
+        one = [f["one_crop"] for f in folds if "one_crop" in f]
+        one_crop = f"{mean_std([o['accuracy'] for o in one])} / {mean_std([o['auroc'] for o in one])}" if one else "-"
+        seconds = statistics.median(f["seconds"] for f in folds)
+        transfer = row.get("transfer")
+        moved = f"{transfer['accuracy']:.3f} / {transfer['auroc']:.3f}" if transfer else "-"
+        subject = f"{row['subject_acc']:.3f}" if row.get("subject_acc") is not None else "-"
+        print(f"| {name}: {row['about']} | {acc} | {auroc} | {one_crop} | {seconds:.0f} | {moved} | {subject} |")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()

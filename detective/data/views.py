@@ -1,0 +1,120 @@
+"""What the source head sees: crops at the image's own resolution, never resampled.
+
+Generators leave their traces at the pixel level (upsampling grids, spectral peaks, denoiser texture); any resize
+blends neighbouring pixels and wipes most of them out, and one downscaled view shows little of a large image. So the
+source head looks at `crop` x `crop` pixels copied out of the decoded image: one at a random place per training step,
+and at validation, test and prediction a grid of up to `max_crops` crops spread evenly over the whole image, whose
+source logits are averaged (`detective.model.net.mean_by_owner`). `crop_grid` is pure arithmetic, so every
+prediction path (torch or not) crops the same places.
+
+An image smaller than the crop is padded with zeros on the right and bottom rather than upscaled: padding adds no
+interpolation trace of its own, and the zero border is the same for real and AI images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch.nn import functional as F
+
+from detective.data.transforms import eval_transform, resize_size
+
+View = Callable[[torch.Tensor], torch.Tensor]
+
+SOURCE_VIEWS = (
+    "native",
+    "resized",
+)  # data.source_view: native crops, or the subject's downscaled view (the original's)
+
+
+def check_source_view(view: str) -> str:
+    if view not in SOURCE_VIEWS:
+        raise ValueError(f"unknown data.source_view {view!r}: use one of {', '.join(SOURCE_VIEWS)}")
+    return view
+
+
+def _positions(length: int, crop: int, count: int) -> list[int]:
+    """`count` offsets from 0 to `length - crop`, evenly spaced (centred when one)."""
+    span = max(length - crop, 0)
+    if count == 1:
+        return [span // 2]
+    return [round(i * span / (count - 1)) for i in range(count)]
+
+
+def grid_shape(width: int, height: int, crop: int, max_crops: int) -> tuple[int, int]:
+    """(columns, rows) of the crop grid: enough to cover the image when `max_crops` allows, else the largest grid
+    within `max_crops` whose shape follows the image's aspect ratio."""
+    if max_crops < 1:
+        raise ValueError(f"data.source_crops must be at least 1, got {max_crops}")
+    cols, rows = max(1, math.ceil(width / crop)), max(1, math.ceil(height / crop))
+    if cols * rows <= max_crops:
+        return cols, rows
+    cols = min(cols, max(1, round(math.sqrt(max_crops * width / height))), max_crops)
+    return cols, min(rows, max(1, max_crops // cols))
+
+
+def crop_grid(width: int, height: int, crop: int, max_crops: int) -> list[tuple[int, int]]:
+    """(left, top) of every crop of the evaluation grid, row by row."""
+    cols, rows = grid_shape(width, height, crop, max_crops)
+    return [(left, top) for top in _positions(height, crop, rows) for left in _positions(width, crop, cols)]
+
+
+def pad_to(image: torch.Tensor, crop: int) -> torch.Tensor:
+    """Zero-pad a (3, H, W) image on the right and bottom so both sides are at least `crop`."""
+    h, w = image.shape[-2:]
+    if h >= crop and w >= crop:
+        return image
+    return F.pad(image, (0, max(crop - w, 0), 0, max(crop - h, 0)))
+
+
+def grid_crops(image: torch.Tensor, crop: int, max_crops: int) -> torch.Tensor:
+    """The evaluation grid of a uint8 (3, H, W) image as (K, 3, crop, crop)."""
+    image = pad_to(image, crop)
+    h, w = image.shape[-2:]
+    return torch.stack([image[:, y : y + crop, x : x + crop] for x, y in crop_grid(w, h, crop, max_crops)])
+
+
+def random_crop_box(width: int, height: int, crop: int) -> tuple[int, int]:
+    """(left, top) of a uniformly placed crop (0 where the image is smaller than the crop)."""
+    left = int(torch.randint(0, max(width - crop, 0) + 1, ()).item())
+    top = int(torch.randint(0, max(height - crop, 0) + 1, ()).item())
+    return left, top
+
+
+@dataclass(frozen=True)
+class Views:
+    """What the network gets of one decoded image: the downscaled `image` view (for the subject head, and for the
+    source head when it has no native crops) and the source head's native crops; either may be absent."""
+
+    image: View | None
+    source: View | None
+    decode_side: int | None  # the shorter side decoding may reduce a big JPEG to; None: full resolution
+
+    def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        return (self.image(image) if self.image else None), (self.source(image) if self.source else None)
+
+
+def eval_views(
+    image_size: int,
+    crop_fraction: float,
+    source_view: str,
+    source_crop: int,
+    source_crops: int,
+    subject_head: bool,
+    image_view: View | None = None,
+    source_train_view: View | None = None,
+) -> Views:
+    """The views validation, testing and prediction take (one definition for all three); training swaps in its
+    random `image_view` and `source_train_view`."""
+    native = check_source_view(source_view) == "native"
+    image = None
+    if subject_head or not native:
+        image = image_view or eval_transform(image_size, crop_fraction)
+    source = None
+    if native:
+        source = source_train_view or partial(grid_crops, crop=source_crop, max_crops=source_crops)
+    return Views(image, source, None if native else resize_size(image_size, crop_fraction))
