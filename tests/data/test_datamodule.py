@@ -1,7 +1,7 @@
 import torch
-from conftest import balanced_names, write_image
 
 from detective.data.datamodule import DetectiveDataModule
+from tests.helpers import balanced_names, write_image
 
 
 def make_module(root, **kwargs) -> DetectiveDataModule:

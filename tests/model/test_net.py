@@ -1,10 +1,10 @@
 import pytest
 import torch
-from conftest import ids
 from torch import nn
 from torch.nn import functional as F
 
 from detective.model.net import IMAGENET_MEAN, IMAGENET_STD, DetectiveNet, freeze_backbone, unfreeze_backbone
+from tests.helpers import ids
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
 import pytest
 import torch
-from conftest import train_overrides
 
 from detective.data.datamodule import DetectiveDataModule
 from detective.predict.checkpoint import read_checkpoint
 from detective.train.config import compose_config
 from detective.train.module import DetectiveModule
 from detective.train.run import ConfigError, resolve_cache_features, resolve_freeze_batchnorm, train
+from tests.helpers import train_overrides
 
 
 def test_tiny_fit_writes_best_and_last_checkpoints(trained_checkpoint):
