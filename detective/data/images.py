@@ -1,9 +1,9 @@
-"""Decode image files into plain 8-bit RGB PIL images, or refuse them with one clear line.
+"""Decode image files into plain 8-bit RGB (a numpy array or a PIL image), or refuse them with one clear line.
 
-Training and prediction both go through `load_rgb`, so every file is seen the same way: EXIF
-orientation applied, transparency composited on white, high-bit-depth grayscale scaled (not
-clipped) to 8 bits, the first frame of animations. Big JPEGs are decoded at a reduced scale
-(`Image.draft`) when the caller only needs a small image, which makes phone photos cheap.
+Training and prediction both decode through `load_rgb_array` (via `transforms.load_image`); `load_rgb` gives the
+same pixels as a PIL image. Every file is seen the same way: EXIF orientation applied, transparency composited on
+white, high-bit-depth grayscale scaled (not clipped) to 8 bits, the first frame of animations. Big JPEGs are
+decoded at a reduced scale (`Image.draft`) when the caller only needs a small image, which makes phone photos cheap.
 
 A file that cannot be read raises `ImageDecodeError` (path + reason) and nothing else, so the
 dataset can report and exclude it instead of dying mid-epoch. Global Pillow state is left alone:
@@ -65,7 +65,7 @@ def load_rgb(source: ImageSource, min_side: int | None = None) -> Image.Image:
 
 def load_rgb_array(source: ImageSource, min_side: int | None = None) -> np.ndarray:
     """`load_rgb`'s pixels as a new (H, W, 3) uint8 array, read out before the file closes, so the image itself is
-    never copied on the way (640x480 JPEG to tensor: 1.95 instead of 2.05 ms)."""
+    never copied on the way: the decoding path of training and prediction."""
     return _decoded(source, min_side, lambda out, im: np.array(out))
 
 
@@ -83,7 +83,7 @@ def probe(source: str | os.PathLike[str] | bytes | BinaryIO) -> tuple[str, tuple
 
     The size is as stored, before EXIF orientation; some camera JPEGs report format "MPO".
     Refuses empty files, non-images and bombs; damage past the header (a truncated JPEG) only
-    shows up in `load_rgb`.
+    shows up when decoding.
     """
     with _reported_as(_describe(source)), _open(source) as im:
         _check_pixels(im.size)

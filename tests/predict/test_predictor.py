@@ -94,12 +94,6 @@ def test_checkpoint_that_is_not_a_detective_one_is_refused(tmp_path):
         Predictor.from_checkpoint(garbage)
 
 
-def test_describe_reads_like_the_original():
-    p = Prediction("cat.jpg", "cat", 0.985, [("cat", 0.985)], 0.93, True, 0.5)
-    assert p.describe() == "Object: cat (98.5%)  Source: AI generated (AI probability 0.93)"
-    assert Failure("x.jpg", "boom").as_dict() == {"path": "x.jpg", "error": "boom"}
-
-
 def test_pil_image_input_is_not_closed_or_changed(predictor):
     img = Image.new("RGB", (50, 40), (200, 10, 10))
     buf = io.BytesIO()

@@ -1,0 +1,9 @@
+"""The per-input results of the predictor, as predict.py prints them."""
+
+from detective.predict.results import Failure, Prediction
+
+
+def test_describe_reads_like_the_original():
+    p = Prediction("cat.jpg", "cat", 0.985, [("cat", 0.985)], 0.93, True, 0.5)
+    assert p.describe() == "Object: cat (98.5%)  Source: AI generated (AI probability 0.93)"
+    assert Failure("x.jpg", "boom").as_dict() == {"path": "x.jpg", "error": "boom"}
