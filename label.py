@@ -1,5 +1,5 @@
 """Tag AI-generated images by name, safely: `python label.py FOLDER` (see `--help`)."""
 
-from detective.label_cli import main
+from detective.label.cli import main
 
 raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Shared test helpers: small image trees written on the fly (no test needs files from outside)."""
+"""Shared fixtures (plain helpers are in `tests.helpers`): no test needs files from outside."""
 
 from __future__ import annotations
 
@@ -6,13 +6,10 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from detective.train.config import compose_config, quick_run_overrides
-
-WriteImage = Callable[..., Path]
+from detective.train.config import compose_config
+from tests.helpers import balanced_names, train_overrides, write_tree
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,29 +25,6 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterable[Path]:
         os.environ["DETECTIVE_CACHE"] = before
 
 
-def write_image(path: Path, size: tuple[int, int] = (40, 30), seed: int = 0, fmt: str | None = None) -> Path:
-    """Write a small random RGB image (format from the extension unless `fmt` is given)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path, format=fmt)
-    return path
-
-
-def write_tree(root: Path, files: Iterable[str], size: tuple[int, int] = (40, 30)) -> Path:
-    """Write one small image per relative path under `root`."""
-    for i, rel in enumerate(files):
-        write_image(root / rel, size, seed=i)
-    return root
-
-
-def balanced_names(subjects: Iterable[str] = ("cat", "dog"), per_cell: int = 10, ext: str = ".png") -> list[str]:
-    """`<subject>/<subject>_<i>[ _ai].ext`, `per_cell` real and `per_cell` AI images per subject."""
-    return [
-        f"{s}/{s}_{i:03d}{'_ai' if ai else ''}{ext}" for s in subjects for ai in (False, True) for i in range(per_cell)
-    ]
-
-
 @pytest.fixture
 def image_tree(tmp_path: Path) -> Callable[..., Path]:
     """Build a labelled tree: `image_tree(names, size=...)` returns its root."""
@@ -59,38 +33,6 @@ def image_tree(tmp_path: Path) -> Callable[..., Path]:
         return write_tree(root or tmp_path / "data", names if names is not None else balanced_names(), size)
 
     return build
-
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-
-
-def ids(params: Iterable[object]) -> set[int]:
-    """Identities of parameters: which tensors two modules or groups share."""
-    return {id(p) for p in params}
-
-
-def make_datamodule(root: Path | None, *overrides: str, **kwargs):
-    """`conf/data` as train.py instantiates it, for `root` (None: the demo set), with overrides and replaced args."""
-    from hydra.utils import instantiate
-
-    cfg = compose_config([f"data.root={root if root is not None else 'null'}", *overrides])
-    return instantiate(cfg.data, **kwargs)
-
-
-def make_module(subjects=("cat", "dog", "owl"), *overrides: str, **kwargs):
-    """`conf/model` as train.py builds it (without pretrained weights, BatchNorm statistics re-estimated)."""
-    from detective.train.module import DetectiveModule
-    from detective.train.run import module_arguments
-
-    args = module_arguments(compose_config(["data.root=photos", "data.image_size=32", *overrides]))
-    args.update(freeze_batchnorm=False, cache_features=False)
-    return DetectiveModule(subjects=list(subjects), **{**args, **kwargs})
-
-
-def train_overrides(data_root: Path, output_dir: Path, *extra: str) -> list[str]:
-    """Hydra overrides for a tiny, fast CPU run on `data_root` writing into `output_dir`."""
-    return [*quick_run_overrides(data_root, output_dir), *extra]
 
 
 @pytest.fixture(scope="session")

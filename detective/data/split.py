@@ -12,9 +12,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from detective.data.labels import SPLIT_NAMES
 from detective.data.scan import Sample
-
-SPLITS = ("train", "val", "test")
 
 
 def _rank(seed: int, key: str) -> str:
@@ -49,7 +48,7 @@ def stratified_split(
     """
     if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(f"bad split fractions val={val_fraction}, test={test_fraction}: each in [0, 1), sum below 1")
-    out: dict[str, list[Sample]] = {s: [] for s in SPLITS}
+    out: dict[str, list[Sample]] = {s: [] for s in SPLIT_NAMES}
     given = {s.split for s in samples if s.split}
     carve_val = 0.0 if "val" in given else val_fraction
     carve_test = 0.0 if "test" in given else test_fraction
@@ -65,6 +64,6 @@ def stratified_split(
         out["test"] += members[:n_test]
         out["val"] += members[n_test : n_test + n_val]
         out["train"] += members[n_test + n_val :]
-    for split in SPLITS:
+    for split in SPLIT_NAMES:
         out[split].sort(key=lambda s: s.key(root))
     return out

@@ -11,15 +11,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from detective.model.net import DetectiveNet
 from detective.predict.lite import build_lite_net
-
-if TYPE_CHECKING:
-    from detective.model.net import DetectiveNet
 
 REQUIRED_HPARAMS = ("subjects", "image_size", "crop_fraction", "mean", "std", "threshold")
 NET_PREFIX = "net."

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from detective.predict.discover import CHECKPOINT_PATTERNS, default_output_root, expand_inputs, newest_checkpoint
+from detective.predict.results import Failure
 from detective.progress import ProgressBar
 
 PROG = "predict.py"
@@ -75,13 +76,13 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
 
     inputs = expand_inputs(args.inputs)
     for path, message in inputs.errors:
-        report_failure(path, message, args.json, out, error)
+        report_failure(Failure(path, message), args.json, out, error)
     if not inputs.files:
         return SOME_FAILED
 
     from detective.memory import reusing_freed_memory
     from detective.predict.checkpoint import CheckpointError  # imports torch: only now there is work to do
-    from detective.predict.predictor import Failure, Predictor
+    from detective.predict.predictor import Predictor
 
     try:
         predictor = Predictor.from_checkpoint(checkpoint, device=args.device, threshold=args.threshold)
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
             progress.clear()
             if isinstance(result, Failure):
                 failed = True
-                report_failure(result.path or "", result.error, args.json, out, error)
+                report_failure(result, args.json, out, error)
             elif args.json:
                 print(json.dumps(result.as_dict()), file=out)
             else:
@@ -115,11 +116,11 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     return SOME_FAILED if failed else OK
 
 
-def report_failure(path: str, message: str, as_json: bool, out: TextIO, error: Callable[[str], None]) -> None:
+def report_failure(failure: Failure, as_json: bool, out: TextIO, error: Callable[[str], None]) -> None:
     """One line on stderr; with --json also a `{"path", "error"}` record, so a consumer sees every input."""
-    error(message)
+    error(failure.error)
     if as_json:
-        print(json.dumps({"path": path, "error": message}), file=out)
+        print(json.dumps(failure.as_dict()), file=out)
 
 
 def _positive(text: str) -> int:

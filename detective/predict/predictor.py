@@ -12,10 +12,9 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import torch
 from PIL import Image
@@ -26,60 +25,9 @@ from detective.data.transforms import load_image
 from detective.data.views import Views, eval_views
 from detective.model.net import DetectiveNet
 from detective.predict.checkpoint import read_checkpoint
+from detective.predict.results import Failure, Prediction, Result
 
 ImageInput = str | os.PathLike | bytes | BinaryIO | Image.Image
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Both answers for one image; `source` reads "AI generated" or "real photo". `subject` is None when the
-    checkpoint has no subject head (trained on source-only data)."""
-
-    path: str | None
-    subject: str | None
-    subject_confidence: float | None
-    top_k: list[tuple[str, float]]
-    ai_probability: float
-    is_ai: bool
-    threshold: float
-
-    @property
-    def source(self) -> str:
-        return "AI generated" if self.is_ai else "real photo"
-
-    def describe(self) -> str:
-        """The original's two lines on one: `Object: cat (98.5%)  Source: AI generated (AI probability 0.93)`."""
-        source = f"Source: {self.source} (AI probability {self.ai_probability:.2f})"
-        if self.subject is None:
-            return f"Object: - (no subject head)  {source}"
-        return f"Object: {self.subject} ({self.subject_confidence:.1%})  {source}"
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON Lines record of `predict.py --json`."""
-        return {
-            "path": self.path,
-            "subject": self.subject,
-            "subject_confidence": self.subject_confidence,
-            "top_k": [{"subject": s, "probability": p} for s, p in self.top_k],
-            "ai_probability": self.ai_probability,
-            "is_ai": self.is_ai,
-            "source": self.source,
-            "threshold": self.threshold,
-        }
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An input that could not be predicted, with the one-line reason."""
-
-    path: str | None
-    error: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "error": self.error}
-
-
-Result = Prediction | Failure
 
 
 def pick_device(name: str = "auto") -> torch.device:

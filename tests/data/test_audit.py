@@ -1,12 +1,12 @@
 from pathlib import Path
 
 import pytest
-from conftest import balanced_names
 
 from detective.data.audit import DataError, audit, confound_warnings, format_report
 from detective.data.labels import LabelRule
 from detective.data.scan import Sample, scan_folder
 from detective.data.split import stratified_split
+from tests.helpers import balanced_names
 
 
 def run_audit(root: Path, rule: LabelRule = LabelRule()):

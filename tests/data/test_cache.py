@@ -2,7 +2,6 @@ import os
 
 import pytest
 import torch
-from conftest import write_image
 
 from detective.data import cache as cache_module
 from detective.data.cache import DecodedCache, default_cache_dir
@@ -11,6 +10,7 @@ from detective.data.images import ImageDecodeError
 from detective.data.scan import Sample
 from detective.data.transforms import eval_transform, resize_size
 from detective.data.views import Views
+from tests.helpers import write_image
 
 
 def entries(folder) -> list:

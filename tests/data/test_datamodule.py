@@ -1,8 +1,8 @@
 import torch
-from conftest import balanced_names, make_datamodule, write_image
 
 from detective.data.transforms import load_image
 from detective.data.views import crop_grid
+from tests.helpers import balanced_names, make_datamodule, write_image
 
 
 def make_module(root, *overrides: str, **kwargs):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image
 
 from detective.data.images import ImageDecodeError, load_rgb, load_rgb_array, probe
 
@@ -91,22 +91,47 @@ def write_with_orientation(path: Path, orientation: int) -> None:
     im.save(path, exif=exif, **({"quality": 95} if path.suffix == ".jpg" else {}))
 
 
-# Where the stored top-left corner must end up once the image is shown upright.
-CORNER_AFTER = {3: "bottom-right", 6: "top-right", 8: "bottom-left"}
+# Per EXIF orientation (the EXIF spec's table): where the stored top-left corner shows once the image is upright,
+# and whether width and height swap. Each of the 8 gives a different pair, so any wrong transposition shows.
+UPRIGHT = {
+    1: ("top-left", False),
+    2: ("top-right", False),
+    3: ("bottom-right", False),
+    4: ("bottom-left", False),
+    5: ("top-left", True),
+    6: ("top-right", True),
+    7: ("bottom-right", True),
+    8: ("bottom-left", True),
+}
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
-@pytest.mark.parametrize("orientation", sorted(CORNER_AFTER))
+@pytest.mark.parametrize("orientation", sorted(UPRIGHT))
 def test_exif_orientation_is_applied(tmp_path: Path, suffix: str, orientation: int) -> None:
     path = tmp_path / f"o{orientation}{suffix}"
     write_with_orientation(path, orientation)
     out = load_rgb(path)
-    assert out.size == ((W, H) if orientation == 3 else (H, W))
+    corner_after, swapped = UPRIGHT[orientation]
+    assert out.size == ((H, W) if swapped else (W, H))
     w, h = out.size
-    vertical, horizontal = CORNER_AFTER[orientation].split("-")
+    vertical, horizontal = corner_after.split("-")
     corner = (3 if horizontal == "left" else w - 4, 3 if vertical == "top" else h - 4)
     r, g, b = out.getpixel(corner)
     assert r > 200 and b < 60, (corner, (r, g, b))
+    assert out.getexif().get(ExifTags.Base.Orientation, 1) == 1  # saved again, no viewer turns it a second time
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp"])
+def test_a_broken_exif_block_costs_the_rotation_not_the_image(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"broken{suffix}"
+    im = Image.new("RGB", (W, H), (0, 0, 255))
+    im.paste(RED, (0, 0, 12, 12))
+    im.save(path, exif=b"not a TIFF header", **({"lossless": True} if suffix == ".webp" else {}))
+    with pytest.raises(SyntaxError), Image.open(path) as stored:
+        stored.getexif()  # the EXIF block really is unreadable
+    out = load_rgb(path)
+    assert out.size == (W, H)
+    assert out.getpixel((3, 3)) == RED and out.getpixel((W - 4, H - 4)) == (0, 0, 255)
 
 
 def transparent_corner(mode: str) -> Image.Image:
@@ -215,6 +240,7 @@ def test_bytes_file_objects_and_pil_images_are_accepted(tmp_path: Path) -> None:
     for out in results:
         assert (out.mode, out.size) == ("RGB", (H, W))
         assert out.getpixel((H - 4, 3))[0] > 200
+    assert lazy.size == (W, H) and lazy.getexif()[ExifTags.Base.Orientation] == 6  # the caller's, not turned
 
 
 def test_a_pil_image_is_left_as_the_caller_had_it() -> None:

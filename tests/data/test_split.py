@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from detective.data.labels import SPLIT_NAMES
 from detective.data.scan import Sample
 from detective.data.split import cell_sizes, stratified_split
 
@@ -34,14 +35,14 @@ def test_split_is_a_partition_with_the_requested_fractions():
     data = samples({("cat", False): 100, ("cat", True): 100})
     split = stratified_split(data, ROOT, 0.2, 0.1)
     assert sorted(k for part in keys(split).values() for k in part) == sorted(s.key(ROOT) for s in data)
-    assert [len(split[name]) for name in ("train", "val", "test")] == [140, 40, 20]
+    assert {name: len(part) for name, part in split.items()} == {"train": 140, "val": 40, "test": 20}
 
 
 def test_every_cell_appears_in_every_split_where_counts_allow():
     data = samples({("cat", False): 50, ("cat", True): 3, ("dog", False): 2, ("dog", True): 1})
     split = stratified_split(data, ROOT, 0.1, 0.1)
     cells = {name: Counter((s.subject, s.is_ai) for s in part) for name, part in split.items()}
-    for name in ("train", "val", "test"):
+    for name in SPLIT_NAMES:
         assert cells[name][("cat", False)] >= 1 and cells[name][("cat", True)] == 1
     assert cells["train"][("dog", False)] == 1 and cells["val"][("dog", False)] == 1
     assert cells["train"][("dog", True)] == 1

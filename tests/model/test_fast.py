@@ -3,11 +3,11 @@ import pickle
 
 import pytest
 import torch
-from conftest import ids
 from torch import nn
 
 from detective.model.fast import check_frozen_form, fold_batchnorm, trace_frozen
 from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone
+from tests.helpers import ids
 
 
 def realistic_net(seed: int = 0) -> DetectiveNet:

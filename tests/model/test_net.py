@@ -1,11 +1,11 @@
 import pytest
 import torch
-from conftest import ids
 from torch import nn
 from torch.nn import functional as F
 
 from detective.constants import IMAGENET_MEAN, IMAGENET_STD
 from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone
+from tests.helpers import ids
 
 
 @pytest.fixture

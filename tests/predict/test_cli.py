@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from detective.predict.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
 
 
 def run(*argv: str) -> tuple[int, str, str]:

@@ -4,13 +4,13 @@ import io
 
 import pytest
 import torch
-from conftest import make_datamodule
 from PIL import Image
 
 from detective.data.dataset import collate_views
 from detective.predict.checkpoint import CheckpointError
 from detective.predict.predictor import Failure, Prediction, Predictor
 from detective.train.module import DetectiveModule
+from tests.helpers import make_datamodule
 
 
 @pytest.fixture(scope="module")
@@ -95,15 +95,6 @@ def test_checkpoint_that_is_not_a_detective_one_is_refused(tmp_path):
     garbage.write_bytes(b"\x00" * 64)
     with pytest.raises(CheckpointError, match=r"garbage\.ckpt: not a readable detective checkpoint"):
         Predictor.from_checkpoint(garbage)
-
-
-def test_describe_reads_like_the_original():
-    p = Prediction("cat.jpg", "cat", 0.985, [("cat", 0.985)], 0.93, True, 0.5)
-    assert p.describe() == "Object: cat (98.5%)  Source: AI generated (AI probability 0.93)"
-    source_only = Prediction("x.jpg", None, None, [], 0.2, False, 0.5)
-    assert source_only.describe() == "Object: - (no subject head)  Source: real photo (AI probability 0.20)"
-    assert source_only.as_dict()["subject"] is None
-    assert Failure("x.jpg", "boom").as_dict() == {"path": "x.jpg", "error": "boom"}
 
 
 def test_pil_image_input_is_not_closed_or_changed(predictor):

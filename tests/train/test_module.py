@@ -2,9 +2,9 @@ import math
 
 import pytest
 import torch
-from conftest import make_module
 
 from detective.train.metrics import GroupAccuracy, best_balanced_threshold
+from tests.helpers import make_module
 
 
 def module_with(**kwargs):

@@ -2,12 +2,12 @@ import csv
 
 import pytest
 import torch
-from conftest import make_datamodule, train_overrides
 
 from detective.predict.checkpoint import read_checkpoint
 from detective.train.config import compose_config
 from detective.train.module import DetectiveModule
 from detective.train.run import ConfigError, resolve_cache_features, resolve_freeze_batchnorm, train
+from tests.helpers import make_datamodule, train_overrides
 
 
 def test_tiny_fit_writes_best_and_last_checkpoints(trained_checkpoint):

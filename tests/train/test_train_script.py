@@ -5,11 +5,11 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO, train_overrides
 
 from detective.predict.checkpoint import read_checkpoint
 from detective.train.config import compose_config
 from detective.train.run import train
+from tests.helpers import REPO, train_overrides
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""`label.py`: the command line around `detective.tagging` (arguments, output, exit status).
+"""`label.py`: the command line around the `detective.label` package (arguments, output, exit status).
 
 Exit status: 0 when everything asked for is done, 1 when some files were skipped because their new name was
 taken or their rename failed, 2 for a bad command line, folder or journal, 130 when interrupted (Ctrl-C).
@@ -14,19 +14,12 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from detective.label.journal import Journal, read_journal
+from detective.label.plan import apply, plan_folder
+from detective.label.results import LabelError, Result, Status
+from detective.label.rule import DEFAULT_TAG, TagRule
+from detective.label.undo import undo
 from detective.progress import ProgressBar
-from detective.tagging import (
-    DEFAULT_TAG,
-    Journal,
-    LabelError,
-    Result,
-    Status,
-    TagRule,
-    apply,
-    plan_folder,
-    read_journal,
-    undo,
-)
 
 PROG = "label.py"
 PAUSE_ENV = "DETECTIVE_LABEL_TEST_PAUSE"  # seconds to sleep after each rename; lets tests kill a run halfway

@@ -1,3 +1,5 @@
+"""label.py as a user runs it: output, summary, exit status, and runs that are killed or interrupted."""
+
 import io
 import os
 import signal
@@ -8,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from detective.label_cli import PAUSE_ENV, PROGRESS_MIN, main
+from detective.label.cli import PAUSE_ENV, PROGRESS_MIN, main
+from detective.label.journal import JOURNAL_PREFIX
 from detective.progress import ProgressBar
-from detective.tagging import JOURNAL_PREFIX
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 POSIX = pytest.mark.skipif(sys.platform == "win32", reason="stops label.py with POSIX signals")
 
 
@@ -159,7 +161,7 @@ def test_progress_bar_only_on_a_terminal_for_many_files():
 
 
 def test_label_cli_does_not_import_torch():
-    code = "import sys, detective.label_cli; print(sorted({'torch', 'lightning', 'hydra'} & set(sys.modules)))"
+    code = "import sys, detective.label.cli; print(sorted({'torch', 'lightning', 'hydra'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
