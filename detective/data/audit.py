@@ -2,7 +2,8 @@
 
 Errors stop a run (nothing to learn); warnings are printed and the run goes on. The format and
 pixel-size checks exist because a real-vs-AI detector happily learns "PNG, 512x512" instead of
-"AI-generated" when the two sources differ that way.
+"AI-generated" when the two sources differ that way; the shortcut check (`shortcut`) measures the
+same danger over all file metadata at once.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from statistics import median
 
 from detective.data.labels import LabelRule, substring_rule_changes
 from detective.data.scan import Sample, ScanResult
+from detective.data.shortcut import ShortcutCheck, shortcut_check
 
 SOURCE_NAMES = {False: "real", True: "ai"}
 FORMAT_GAP = 0.5  # total-variation distance of the format mixes of real and AI images
 SIZE_RATIO = 2.0  # ratio of median pixel counts
 ONE_SIZE_SHARE = 0.9  # share of one source's images having a single exact size
+SHORTCUT_ALARM = 0.8  # AUROC of the metadata classifier that earns a warning
+GIVEAWAY = 0.7  # AUROC of one feature alone for the warning to name it
 
 
 class DataError(ValueError):
@@ -37,6 +41,7 @@ class AuditReport:
     unreadable: list[str] = field(default_factory=list)
     subject_head: bool = True  # False: source-only data (no subject folders, or just one)
     mode: str = ""  # which heads train, and why
+    shortcut: ShortcutCheck | None = None  # None only when nothing was found to check
 
     def raise_on_error(self) -> None:
         if self.errors:
@@ -76,6 +81,44 @@ def confound_warnings(samples: Sequence[Sample]) -> list[str]:
     return found
 
 
+# What to do about each feature that gives the source away; sizes share one fix.
+_SIZE_FIX = "collect both at the same sizes or resize both alike"
+SHORTCUT_FIXES = {
+    "format": "save both in one format",
+    "width": _SIZE_FIX,
+    "height": _SIZE_FIX,
+    "aspect ratio": _SIZE_FIX,
+    "JPEG quality": "re-encode both at one JPEG quality (data.augment.jpeg_prob hides only part of it)",
+    "EXIF": "EXIF on one source only means another processing history (camera files vs re-saved ones)",
+    "bytes per pixel": "one source compresses better (less detail or noise): maybe the trace itself, maybe "
+    "denoising, resizing or another encoder",
+}
+
+
+def shortcut_warnings(check: ShortcutCheck) -> list[str]:
+    """Warn when file metadata alone tells the sources apart, naming the features that do it and their fixes."""
+    if check.auroc is None or check.auroc < SHORTCUT_ALARM:
+        return []
+    named = check.giveaways(GIVEAWAY) or check.giveaways(0.0)[:2]  # no single one: the strongest two
+    culprits = ", ".join(f"{name} {check.feature_aurocs[name]:.2f}" for name in named)
+    fixes = "; ".join(dict.fromkeys(SHORTCUT_FIXES[name] for name in named))
+    return [
+        f"file metadata alone tells AI from real (AUROC {check.auroc:.2f}; each feature alone: {culprits}): "
+        f"a detector may learn these, not the source; {fixes}"
+    ]
+
+
+def shortcut_line(check: ShortcutCheck) -> str:
+    """The shortcut check's result (or why it did not run) for the console."""
+    what = "a classifier on file metadata alone (format, size, JPEG quality, EXIF, bytes per pixel)"
+    if check.auroc is None:
+        return f"Shortcut check: skipped, {check.skipped} ({what})"
+    return (
+        f"Shortcut check: {what} tells AI from real with AUROC {check.auroc:.2f} "
+        f"({check.folds}-fold CV on the {check.images} train images)"
+    )
+
+
 def _mix(counter: Counter) -> str:
     total = sum(counter.values())
     return ", ".join(f"{k or '?'} {v / total:.0%}" for k, v in counter.most_common(3))
@@ -102,6 +145,8 @@ def audit(scan: ScanResult, splits: Mapping[str, Sequence[Sample]], rule: LabelR
             missing = "AI" if True not in sources else "real"
             report.warnings.append(f"subject {subject!r} has no {missing} images: the source head learns nothing there")
     report.warnings += confound_warnings(scan.samples)
+    report.shortcut = shortcut_check(splits.get("train", []))
+    report.warnings += shortcut_warnings(report.shortcut)
     disagree = sum(s.name_disagrees for s in scan.samples)
     if disagree:
         report.warnings.append(
@@ -168,6 +213,8 @@ def format_report(report: AuditReport, ignored_files: int = 0) -> str:
         lines.append(f"  ({ignored_files} non-image files ignored)")
     if report.mode:
         lines.append(f"Mode: {report.mode}")
+    if report.shortcut is not None:
+        lines.append(shortcut_line(report.shortcut))
     lines += [f"ERROR: {e}" for e in report.errors]
     lines += [f"WARNING: {w}" for w in report.warnings]
     lines += [f"  unreadable: {u}" for u in report.unreadable]

@@ -85,9 +85,56 @@ def probe(source: str | os.PathLike[str] | bytes | BinaryIO) -> tuple[str, tuple
     Refuses empty files, non-images and bombs; damage past the header (a truncated JPEG) only
     shows up when decoding.
     """
+    with opened_header(source) as im:
+        return im.format or "", im.size
+
+
+@contextmanager
+def opened_header(source: str | os.PathLike[str] | bytes | BinaryIO) -> Iterator[Image.Image]:
+    """The image opened lazily (header parsed, pixels not decoded) and checked like `probe`; any failure inside
+    the block, reading the header's facts included, becomes an `ImageDecodeError` naming the source."""
     with _reported_as(_describe(source)), _open(source) as im:
         _check_pixels(im.size)
-        return im.format or "", im.size
+        yield im
+
+
+# libjpeg's (IJG) standard luminance quantization table, in natural (row-major) order like Pillow's `quantization`.
+_IJG_LUMINANCE = np.array(
+    [
+        [16, 11, 10, 16, 24, 40, 51, 61],
+        [12, 12, 14, 19, 26, 58, 60, 55],
+        [14, 13, 16, 24, 40, 57, 69, 56],
+        [14, 17, 22, 29, 51, 87, 80, 62],
+        [18, 22, 37, 56, 68, 109, 103, 77],
+        [24, 35, 55, 64, 81, 104, 113, 92],
+        [49, 64, 78, 87, 103, 121, 120, 101],
+        [72, 92, 95, 98, 112, 100, 103, 99],
+    ]
+).ravel()
+
+
+def _ijg_tables() -> np.ndarray:
+    """The luminance table libjpeg writes at each quality 1..100 (row q-1), as `jpeg_set_quality` scales it."""
+    quality = np.arange(1, 101)[:, None]
+    scale = np.where(quality < 50, 5000 // quality, 200 - 2 * quality)
+    return np.clip((_IJG_LUMINANCE * scale + 50) // 100, 1, 255)
+
+
+_QUALITY_TABLES = _ijg_tables()
+
+
+def jpeg_quality(im: Image.Image) -> int | None:
+    """The libjpeg quality (1..100) whose luminance table is closest to the file's, or None for a non-JPEG.
+
+    Read from the header (`Image.open` parses the tables; nothing is decoded). Exact for files written by
+    libjpeg-based encoders (Pillow, most software); for an encoder with its own tables (many cameras) it is
+    the nearest IJG equivalent.
+    """
+    tables = getattr(im, "quantization", None)
+    if not tables:
+        return None
+    luminance = np.asarray(tables[min(tables)], dtype=np.int64)  # table 0 by the usual (JFIF) convention
+    return int(np.abs(_QUALITY_TABLES - luminance).sum(axis=1).argmin()) + 1
 
 
 def _describe(source: ImageSource) -> str:
