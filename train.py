@@ -13,7 +13,7 @@ from detective.train.config import register_resolvers
 register_resolvers()
 
 
-@hydra.main(config_path="conf", config_name="train", version_base="1.3")
+@hydra.main(config_path="pkg://detective.conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     from detective.train.run import USER_ERRORS, train
 

@@ -407,9 +407,7 @@ class EpochTimer(Callback):
 
 def bench_train(quick: bool) -> list[Row]:
     """`train.py`'s demo recipe in-process for a few epochs; img/s of the training part, first epoch excluded."""
-    from hydra import compose, initialize_config_dir
-
-    from detective.train.config import register_resolvers
+    from detective.train.config import compose_config
     from detective.train.run import train
 
     epochs = 2 if quick else 4
@@ -427,9 +425,7 @@ def bench_train(quick: bool) -> list[Row]:
             "+callbacks.bench_timer._target_=bench.EpochTimer",
             f"+callbacks.bench_timer.out={timing}",
         ]
-        register_resolvers()
-        with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=overrides)
+        cfg = compose_config(overrides)
         train(cfg)
         measured = json.loads(timing.read_text())[1:]
     rate = statistics.median(e["images"] / e["seconds"] for e in measured)

@@ -29,16 +29,16 @@ def plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_MODULE = "detective.conf"  # the YAML files ship inside the package, so an installed wheel finds them
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """`conf/train.yaml` composed with command-line style overrides, for training from Python
+    """`detective/conf/train.yaml` composed with command-line style overrides, for training from Python
     (`detective.train.run.train(compose_config([...]))`); set `paths.output_dir`, as no Hydra run folder exists."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
 
     register_resolvers()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(CONF_MODULE, version_base="1.3"):
         return compose("train", overrides=list(overrides))
 
 
