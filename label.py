@@ -1,4 +1,4 @@
-"""Tag AI-generated images by name, safely: `python label.py FOLDER` (see `--help`)."""
+"""Tag AI-generated images by name, safely: `python label.py FOLDER` (see `--help`; installed: `detective-label`)."""
 
 from detective.label.cli import main
 

@@ -1,4 +1,4 @@
-"""`label.py`: the command line around the `detective.label` package (arguments, output, exit status).
+"""`label.py` / `detective-label`: the command line around `detective.label` (arguments, output, exit status).
 
 Exit status: 0 when everything asked for is done, 1 when some files were skipped because their new name was
 taken or their rename failed, 2 for a bad command line, folder or journal, 130 when interrupted (Ctrl-C).
@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from detective.commands import command, program_name
 from detective.label.journal import Journal, read_journal
 from detective.label.plan import apply, plan_folder
 from detective.label.results import LabelError, Result, Status
@@ -21,7 +22,6 @@ from detective.label.rule import DEFAULT_TAG, TagRule
 from detective.label.undo import undo
 from detective.progress import ProgressBar
 
-PROG = "label.py"
 PAUSE_ENV = "DETECTIVE_LABEL_TEST_PAUSE"  # seconds to sleep after each rename; lets tests kill a run halfway
 PROGRESS_MIN = 200  # fewer renames than this finish too fast for a progress bar to help
 
@@ -54,11 +54,11 @@ VERBS = {"tag": "rename", "untag": "rename", "undo": "restore"}
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=program_name("label"),
         description="Tag AI-generated images by name (img_01.jpg -> img_01_ai.jpg) so the dataset reads them as AI. "
         "Never overwrites a file; every rename goes to a journal that --undo reverses.",
-        epilog="examples:  label.py my_ai_images --dry-run   |   label.py my_ai_images -r   |   "
-        "label.py --undo my_ai_images/.detective-label-20240101-120000-42.jsonl",
+        epilog="examples:  %(prog)s my_ai_images --dry-run   |   %(prog)s my_ai_images -r   |   "
+        "%(prog)s --undo my_ai_images/.detective-label-20240101-120000-42.jsonl",
     )
     parser.add_argument("folder", nargs="?", type=Path, help="the folder whose images to tag")
     parser.add_argument("--tag", default=DEFAULT_TAG, help="text put before the extension (default: %(default)s)")
@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _undo(args) if args.undo else _label(args)
     except LabelError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; run the same command again to finish", file=sys.stderr)
+        print(f"\n{parser.prog}: interrupted; run the same command again to finish", file=sys.stderr)
         return 130
 
 
@@ -109,7 +109,7 @@ def _label(args: argparse.Namespace) -> int:
             print("Dry run: nothing was changed.")
         return status
     with Journal.create(plan) as journal:
-        undo_hint = f"python {PROG} --undo {shlex.quote(str(journal.path))}"
+        undo_hint = f"{command('label')} --undo {shlex.quote(str(journal.path))}"
         print(f"Journal: {journal.path} (undo with: {undo_hint})")
         pause = float(os.environ.get(PAUSE_ENV) or 0)
         try:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from detective.commands import command
 from detective.model.net import DetectiveNet
 from detective.predict.lite import build_lite_net
 
@@ -66,7 +67,7 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
     """Load a checkpoint safely (tensors and plain values only) and check it is a detective one."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path} (train one with `python train.py`)")
+        raise CheckpointError(f"checkpoint not found: {path} (train one with `{command('train')}`)")
     try:
         # mmap: only the net's tensors are read from disk, not the optimizer state saved beside them.
         raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

@@ -1,4 +1,4 @@
-"""`predict.py`: parse, find the inputs and the checkpoint, predict, print.
+"""`predict.py` / `detective-predict`: parse, find the inputs and the checkpoint, predict, print.
 
 Parsing, `--help` and input errors cost no torch import: the predictor is imported only once there is
 something to predict. Exit status: 0 all predicted, 1 some inputs failed, 2 usage or checkpoint error.
@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from detective.commands import command, program_name
 from detective.predict.discover import CHECKPOINT_PATTERNS, default_output_root, expand_inputs, newest_checkpoint
 from detective.predict.results import Failure
 from detective.progress import ProgressBar
 
-PROG = "predict.py"
 OK, SOME_FAILED, USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG,
+        prog=program_name("predict"),
         description="Say what each image shows and whether it is a real photo or AI generated.",
         epilog="Exit status: 0 all images predicted, 1 some could not be read, 2 usage or checkpoint error.",
     )
@@ -58,21 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run `predict.py` with `argv`; returns the exit status."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
 
     def error(message: str) -> None:
-        print(f"{PROG}: error: {message}", file=err, flush=True)
+        print(f"{parser.prog}: error: {message}", file=err, flush=True)
 
     checkpoint = args.checkpoint or newest_checkpoint()
     if checkpoint is None:
         root = default_output_root()
         error(
             f"no --checkpoint given and no trained checkpoint under {root}/ (looked for "
-            f"{' and '.join(CHECKPOINT_PATTERNS)}); train one with `python train.py` or pass --checkpoint PATH"
+            f"{' and '.join(CHECKPOINT_PATTERNS)}); train one with `{command('train')}` or pass --checkpoint PATH"
         )
         return USAGE
     if args.checkpoint is None:
-        print(f"{PROG}: using the newest checkpoint, {checkpoint}", file=err, flush=True)
+        print(f"{parser.prog}: using the newest checkpoint, {checkpoint}", file=err, flush=True)
 
     inputs = expand_inputs(args.inputs)
     for path, message in inputs.errors:
@@ -114,6 +116,20 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     progress.clear()
     out.flush()
     return SOME_FAILED if failed else OK
+
+
+def run() -> None:
+    """The process entry point (`predict.py`, `detective-predict`): `main`, then exit with its status.
+
+    `predict.py folder | head`: the reader leaving early is not an error; stdout goes to /dev/null so that the
+    interpreter's final flush cannot raise again."""
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = OK
+    sys.exit(status)
 
 
 def report_failure(failure: Failure, as_json: bool, out: TextIO, error: Callable[[str], None]) -> None:

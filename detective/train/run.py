@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from detective.commands import command
 from detective.data.audit import DataError
 from detective.data.datamodule import DetectiveDataModule
 from detective.memory import reusing_freed_memory
@@ -193,6 +193,5 @@ def report(metrics: dict[str, Any], best: str | None, datamodule: DetectiveDataM
             print(f"  {name:<32} {metrics[name]:.4f}")
     if best:
         example = shlex.quote(str(datamodule.splits["test"][0].path)) if datamodule.splits.get("test") else "IMAGE"
-        here = Path(sys.argv[0]).resolve().parent / "predict.py"
         print(f"\nBest checkpoint: {best}")
-        print(f"Predict with:    python {shlex.quote(str(here))} {example} --checkpoint {shlex.quote(best)}")
+        print(f"Predict with:    {command('predict')} {example} --checkpoint {shlex.quote(best)}")

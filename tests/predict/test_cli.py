@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from detective.commands import command
 from detective.predict.cli import main
 from tests.helpers import REPO
 
@@ -96,7 +97,7 @@ def test_checkpoint_errors_exit_2_with_one_line(images, tmp_path):
     code, _, err = run(str(images[0]), "--checkpoint", str(tmp_path / "nope.ckpt"))
     assert code == 2
     missing = tmp_path / "nope.ckpt"
-    assert err == f"predict.py: error: checkpoint not found: {missing} (train one with `python train.py`)\n"
+    assert err == f"predict.py: error: checkpoint not found: {missing} (train one with `{command('train')}`)\n"
     other = tmp_path / "other.ckpt"
     torch.save({"weights": torch.zeros(2)}, other)
     code, _, err = run(str(images[0]), "--checkpoint", str(other))
@@ -108,7 +109,9 @@ def test_default_checkpoint_is_the_newest_under_the_output_folder(trained_checkp
     monkeypatch.setenv("DETECTIVE_OUTPUT", str(tmp_path / "out"))
     code, out, err = run(str(images[0]))
     assert code == 2 and out == ""
-    assert "no --checkpoint given and no trained checkpoint under" in err and "python train.py" in err
+    assert (
+        "no --checkpoint given and no trained checkpoint under" in err and f"train one with `{command('train')}`" in err
+    )
     best = tmp_path / "out/runs/2025-01-01_00-00-00_x/checkpoints/best.ckpt"
     best.parent.mkdir(parents=True)
     shutil.copy(trained_checkpoint, best)

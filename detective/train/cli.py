@@ -1,0 +1,25 @@
+"""`detective-train` / `train.py`: Hydra composes the config from the packaged `detective/conf`, `run.train` does
+the work. The configs live inside the package, so an installed wheel trains from any folder."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from detective.commands import program_name
+from detective.train.config import CONF_MODULE, register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(config_path=f"pkg://{CONF_MODULE}", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    """Train with the composed config; returns the monitored score for sweepers."""
+    from detective.train.run import USER_ERRORS, train
+
+    try:
+        return train(cfg)
+    except USER_ERRORS as err:  # bad data, paths, weights or devices: one line, no traceback
+        sys.exit(f"{program_name('train')}: error: {err}")
