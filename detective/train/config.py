@@ -9,6 +9,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from detective.commands import command
+
 
 def _demo(on_demo: Any, on_own_data: Any, *, _root_: DictConfig) -> Any:
     """`${demo:A,B}`: A when training on the built-in demo set (`data.root` is null), else B."""
@@ -16,9 +18,12 @@ def _demo(on_demo: Any, on_own_data: Any, *, _root_: DictConfig) -> Any:
 
 
 def register_resolvers() -> None:
-    """Register `${demo:A,B}` and `${run_id:}` once; safe to call again (DDP workers, tests)."""
+    """Register `${demo:A,B}`, `${run_id:}` and `${command:NAME}` (how to run `NAME`, for --help) once; safe to
+    call again (DDP workers, tests)."""
     if not OmegaConf.has_resolver("demo"):
         OmegaConf.register_new_resolver("demo", _demo)
+    if not OmegaConf.has_resolver("command"):
+        OmegaConf.register_new_resolver("command", command)
     if not OmegaConf.has_resolver("run_id"):
         # Cached: the run folder's name must not change between two reads of the same config.
         OmegaConf.register_new_resolver("run_id", lambda: secrets.token_hex(3), use_cache=True)
