@@ -137,6 +137,16 @@ def test_predict_py_end_to_end_as_a_fresh_process(trained_checkpoint, images):
 
 
 @pytest.mark.slow
+def test_a_reader_that_leaves_early_is_not_an_error(trained_checkpoint, images):
+    """`predict.py photos/ | head -1`: the pipe closes before the predictions are written."""
+    cmd = [sys.executable, "predict.py", *map(str, images), "--checkpoint", str(trained_checkpoint)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "Error" not in err, err
+
+
+@pytest.mark.slow
 def test_prediction_path_imports_no_lightning_hydra_or_torchvision(trained_checkpoint, images):
     script = (
         "import sys\n"
