@@ -89,11 +89,12 @@ def train_run(root: Path, out: Path, overrides: list[str], weights: Path, epochs
         f"model.weights_path={weights}",
         f"paths.output_dir={out}",
         "~callbacks.progress_bar",
-        "trainer.enable_progress_bar=false",
+        "+trainer.enable_progress_bar=false",
         *overrides,
     ]
     if epochs:
         cmd.append(f"trainer.max_epochs={epochs}")
+    out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(out.with_suffix(".log"), "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)

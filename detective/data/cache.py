@@ -12,9 +12,9 @@ any time to reclaim the space.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import struct
-import sys
 import tempfile
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import torch
 
 from detective.data.transforms import load_image, resize_shorter
 
+log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # bump when what an entry holds changes; old entries are then simply never read (2: torch resize)
 MAGIC = b"DTCRGB01"
 HEADER = struct.Struct("<8sII")  # magic, width, height; then width x height x 3 bytes of RGB
@@ -92,8 +93,7 @@ class DecodedCache:
                 raise
         except OSError as err:
             self.writable = False
-            print(
-                f"WARNING: decoded-image cache disabled, cannot write {entry.parent} ({err.strerror or err}); "
-                "set data.decoded_cache=false or point data.cache_dir to a writable folder",
-                file=sys.stderr,
+            log.warning(
+                f"decoded-image cache disabled, cannot write {entry.parent} ({err.strerror or err}); "
+                "set data.decoded_cache=false or point data.cache_dir to a writable folder"
             )

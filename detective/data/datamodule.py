@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from detective.data.audit import AuditReport, audit, format_report
@@ -21,10 +21,7 @@ from detective.data.split import stratified_split
 from detective.data.transforms import resize_size
 from detective.data.views import check_source_view, eval_views
 
-
-@rank_zero_only
-def _print(text: str) -> None:
-    print(text, flush=True)
+log = logging.getLogger(__name__)
 
 
 class DetectiveDataModule(L.LightningDataModule):
@@ -107,7 +104,8 @@ class DetectiveDataModule(L.LightningDataModule):
             self.scan.samples, self.scan.root, self.val_fraction, self.test_fraction, self.seed
         )
         self.report = audit(self.scan, self.splits, self.rule)
-        _print(format_report(self.report, self.scan.ignored_files))
+        if self.trainer is None or self.trainer.is_global_zero:
+            log.info(format_report(self.report, self.scan.ignored_files))
         self.report.raise_on_error()
         self.subjects = self.report.subjects if self.report.subject_head else []
 

@@ -6,7 +6,7 @@ once per process and dropped from its batch by `collate_skip_failed`, so it neve
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -19,6 +19,7 @@ from detective.data.scan import Sample
 from detective.data.transforms import load_image, stack_channels_last
 from detective.data.views import Views
 
+log = logging.getLogger(__name__)
 Item = tuple[torch.Tensor | None, torch.Tensor | None, int, float]
 
 
@@ -58,7 +59,7 @@ class ImageDataset(Dataset):
         except ImageDecodeError as err:
             if str(sample.path) not in self.failed:
                 self.failed.add(str(sample.path))
-                print(f"WARNING: skipped {err}", file=sys.stderr)
+                log.warning("skipped %s", err)
             return None
         # Source-only data has no subject: index 0 is a placeholder the model never reads.
         return (*self.views(image), self.index.get(sample.subject, 0), float(sample.is_ai))

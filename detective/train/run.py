@@ -5,25 +5,27 @@
 
 from __future__ import annotations
 
-import random
-import shlex
+import logging
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from detective.commands import command
 from detective.data.audit import DataError
 from detective.data.datamodule import DetectiveDataModule
 from detective.memory import reusing_freed_memory
 from detective.model.pretrained import PretrainedWeightsError, load_backbone_weights
 from detective.train.checkpoint_io import AtomicCheckpointIO
 from detective.train.config import plain
+from detective.train.logs import configure_output, on_terminal
 from detective.train.module import DetectiveModule
+from detective.train.report import report
+
+log = logging.getLogger(__name__)
 
 
 class NoDeviceError(RuntimeError):
@@ -100,19 +102,25 @@ def build_module(cfg: DictConfig, datamodule: DetectiveDataModule) -> DetectiveM
         kwargs["source_pos_weight"] = source_pos_weight(datamodule)
     module = DetectiveModule(subjects=datamodule.subjects, **kwargs)
     weights = load_backbone_weights(module.net, pretrained=resolve_pretrained(cfg), weights_path=cfg.model.weights_path)
-    print(f"Backbone: {module.hparams.backbone}, {weights}")
+    log.info("Backbone: %s, %s", module.hparams.backbone, weights)
     return module
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
+    """The Trainer with the configured callbacks and loggers; progress bars only on a terminal (in a log file
+    they are thousands of carriage-return lines)."""
     callbacks: list[Callback] = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    bars = on_terminal()
+    if not bars:
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
         default_root_dir=cfg.paths.output_dir,
         plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=bars,
     )
 
 
@@ -131,24 +139,6 @@ def best_score(ckpt: ModelCheckpoint | None) -> float | None:
     return float(scores[0]) if scores and scores[0] is not None else None
 
 
-def show_held_out_prediction(checkpoint: str, datamodule: DetectiveDataModule, seed: int) -> None:
-    """The original ended on one prediction of a random *training* image; ours is a held-out test image."""
-    from detective.predict.predictor import Prediction, Predictor
-
-    test = datamodule.splits.get("test") or []
-    if not test:
-        print("No test images held out: skipping the example prediction.")
-        return
-    sample = random.Random(seed).choice(test)
-    (result,) = Predictor.from_checkpoint(checkpoint, device="cpu").predict([sample.path])
-    truth = f"{sample.subject}, {'AI generated' if sample.is_ai else 'real photo'}"
-    print(f"\nHeld-out test image: {sample.path}  (truth: {truth})")
-    if isinstance(result, Prediction):
-        print(f"  {result.describe().replace('  Source', chr(10) + '  Source')}")
-    else:
-        print(f"  could not predict: {result.error}")
-
-
 def save_resolved_config(cfg: DictConfig) -> Path:
     """`config.yaml` in the run folder with every interpolation resolved: what this run really used."""
     path = Path(cfg.paths.output_dir) / "config.yaml"
@@ -160,6 +150,7 @@ def save_resolved_config(cfg: DictConfig) -> Path:
 def train(cfg: DictConfig) -> float | None:
     """Fit, test the best checkpoint, print the summary; return the monitored metric for sweepers."""
     check_accelerator(cfg)
+    configure_output()
     with reusing_freed_memory(cfg.get("reuse_freed_memory", True)):
         return _fit_and_test(cfg)
 
@@ -179,19 +170,5 @@ def _fit_and_test(cfg: DictConfig) -> float | None:
     if cfg.get("test"):
         metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         if trainer.is_global_zero:
-            report(metrics[0] if metrics else {}, best, datamodule, cfg)
+            report(metrics[0] if metrics else {}, best, datamodule, cfg.seed)
     return score
-
-
-def report(metrics: dict[str, Any], best: str | None, datamodule: DetectiveDataModule, cfg: DictConfig) -> None:
-    """The end of every run: one held-out prediction, the test metrics, the checkpoint and how to use it."""
-    if best:
-        show_held_out_prediction(best, datamodule, cfg.seed)
-    if metrics:
-        print("\nTest metrics (best checkpoint, held-out test split):")
-        for name in sorted(metrics):
-            print(f"  {name:<32} {metrics[name]:.4f}")
-    if best:
-        example = shlex.quote(str(datamodule.splits["test"][0].path)) if datamodule.splits.get("test") else "IMAGE"
-        print(f"\nBest checkpoint: {best}")
-        print(f"Predict with:    {command('predict')} {example} --checkpoint {shlex.quote(best)}")

@@ -70,14 +70,13 @@ def test_a_damaged_entry_is_replaced(tmp_path, photos):
     assert torch.equal(torch.clone(cache._read(entry)), good)
 
 
-def test_an_unwritable_cache_warns_once_and_training_goes_on(tmp_path, photos, capsys):
+def test_an_unwritable_cache_warns_once_and_training_goes_on(tmp_path, photos, caplog):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")
     cache = DecodedCache(blocker, 32)
     images = [cache.load(p) for p in photos]
     assert all(min(im.shape[-2:]) == 32 for im in images)
-    err = capsys.readouterr().err
-    assert err.count("decoded-image cache disabled") == 1 and "data.decoded_cache=false" in err
+    assert caplog.text.count("decoded-image cache disabled") == 1 and "data.decoded_cache=false" in caplog.text
 
 
 def test_unreadable_sources_fail_as_decode_errors_naming_the_file(tmp_path):

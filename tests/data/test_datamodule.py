@@ -1,3 +1,5 @@
+import logging
+
 import torch
 
 from detective.data.transforms import load_image
@@ -10,10 +12,11 @@ def make_module(root, *overrides: str, **kwargs):
     return make_datamodule(root, *small, *overrides, **kwargs)
 
 
-def test_batches_are_uint8_images_with_subject_and_source_labels(image_tree, capsys):
+def test_batches_are_uint8_images_with_subject_and_source_labels(image_tree, caplog):
+    caplog.set_level(logging.INFO)
     dm = make_module(image_tree(balanced_names(("cat", "dog"), 6), size=(64, 48)))
     dm.setup()
-    assert "Data audit" in capsys.readouterr().out
+    assert "Data audit" in caplog.text
     assert dm.subjects == ["cat", "dog"]
     batch = next(iter(dm.train_dataloader()))
     assert batch.images.dtype == torch.uint8 and batch.images.shape[1:] == (3, 32, 32)
@@ -58,7 +61,7 @@ def test_resized_source_view_is_the_originals_single_view(image_tree):
     assert batch.crops is None and batch.owner is None and batch.images.shape[1:] == (3, 32, 32)
 
 
-def test_a_file_that_breaks_mid_epoch_is_reported_once_and_dropped(image_tree, capsys):
+def test_a_file_that_breaks_mid_epoch_is_reported_once_and_dropped(image_tree, caplog):
     root = image_tree(balanced_names(("cat", "dog"), 6), size=(64, 48))
     good = write_image(root / "cat" / "truncated.jpg", (200, 150), seed=9).read_bytes()
     (root / "cat" / "truncated.jpg").write_bytes(good[: len(good) // 2])  # the header still probes fine
@@ -69,8 +72,7 @@ def test_a_file_that_breaks_mid_epoch_is_reported_once_and_dropped(image_tree, c
         # A batch holding only the broken file comes out as None (the training step skips it).
         total = sum(len(batch.sources) for batch in dm.train_dataloader() if batch is not None)
         assert total == len(dm.splits["train"]) - 1
-    err = capsys.readouterr().err
-    assert err.count("truncated.jpg") == 1 and "cannot read image" in err
+    assert caplog.text.count("truncated.jpg") == 1 and "cannot read image" in caplog.text
 
 
 def test_demo_set_is_the_default_root(tmp_path, monkeypatch):
