@@ -30,7 +30,8 @@ ImageInput = str | os.PathLike | bytes | BinaryIO | Image.Image
 
 @dataclass(frozen=True)
 class Prediction:
-    """Both answers for one image; `source` reads "AI generated" or "real photo"."""
+    """Both answers for one image; `source` reads "AI generated", "real photo", or "uncertain" when the AI
+    probability lies inside the `--uncertain` band around the threshold (`is_ai` still says which side it is on)."""
 
     path: str | None
     subject: str
@@ -39,9 +40,12 @@ class Prediction:
     ai_probability: float
     is_ai: bool
     threshold: float
+    uncertain: bool = False
 
     @property
     def source(self) -> str:
+        if self.uncertain:
+            return "uncertain"
         return "AI generated" if self.is_ai else "real photo"
 
     def describe(self) -> str:
@@ -62,6 +66,7 @@ class Prediction:
             "is_ai": self.is_ai,
             "source": self.source,
             "threshold": self.threshold,
+            "uncertain": self.uncertain,
         }
 
 
@@ -118,19 +123,27 @@ class Predictor:
         threshold: float,
         device: str = "auto",
         channels_last: bool = True,
+        uncertain: float = 0.0,
     ) -> None:
+        """`uncertain`: AI probabilities less than this far from the threshold are reported as uncertain."""
         self.device = pick_device(device)
         if isinstance(net, DetectiveNet):  # the layout training used by default: ~1.7x faster on CPU
             net.set_speed(channels_last=channels_last, frozen_backbone="eager")
         self.net = net.to(self.device).eval()
         self.subjects = list(subjects)
         self.threshold = check_threshold(threshold)
+        self.uncertain = check_threshold(uncertain)
         self.transform = eval_transform(image_size, crop_fraction)
         self.min_side = resize_size(image_size, crop_fraction)
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", threshold: float | None = None, lite: bool = True
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        threshold: float | None = None,
+        lite: bool = True,
+        uncertain: float = 0.0,
     ) -> Predictor:
         """Everything comes from the checkpoint; `threshold` overrides the calibrated one.
 
@@ -146,6 +159,7 @@ class Predictor:
             float(hp["crop_fraction"]),
             float(hp["threshold"] if threshold is None else threshold),
             device,
+            uncertain=uncertain,
         )
 
     def load(self, image: ImageInput) -> torch.Tensor:
@@ -173,9 +187,8 @@ class Predictor:
 
     def result(self, path: str | None, ranked: list[tuple[str, float]], ai_probability: float) -> Prediction:
         subject, confidence = ranked[0]
-        return Prediction(
-            path, subject, confidence, ranked, ai_probability, ai_probability >= self.threshold, self.threshold
-        )
+        is_ai, unsure = ai_probability >= self.threshold, abs(ai_probability - self.threshold) < self.uncertain
+        return Prediction(path, subject, confidence, ranked, ai_probability, is_ai, self.threshold, unsure)
 
     def iter_predict(
         self, images: Iterable[ImageInput], batch_size: int = 32, top_k: int = 3, workers: int | None = None
