@@ -160,8 +160,13 @@ def evaluate(args: argparse.Namespace, checkpoint: Path, out: TextIO, err: TextI
     try:
         hparams = read_checkpoint(checkpoint).hparams
         predictor = Predictor.from_checkpoint(checkpoint, args.device, args.threshold, uncertain=args.uncertain)
+        if args.plots is not None:
+            args.plots.mkdir(parents=True, exist_ok=True)  # before the work, not after it
     except (CheckpointError, ValueError) as e:
         error(str(e))
+        return USAGE
+    except OSError as e:
+        error(f"--plots {args.plots}: cannot create this folder ({e.strerror}); choose another")
         return USAGE
     if args.threads:
         import torch

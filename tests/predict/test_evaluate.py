@@ -289,6 +289,14 @@ def test_plots_are_real_pngs(varied_checkpoint, folder, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_plots_folder_that_cannot_be_made_stops_before_the_work(trained_checkpoint, folder, tmp_path):
+    taken = write_image(tmp_path / "taken.png")
+    code, out, err = run(str(folder), "--evaluate", "--checkpoint", str(trained_checkpoint), "--plots", str(taken))
+    assert (code, out) == (2, "")
+    assert err == f"predict.py: error: --plots {taken}: cannot create this folder (File exists); choose another\n"
+
+
+@pytest.mark.slow
 def test_subject_head_off_and_label_rule_come_from_the_checkpoint(trained_checkpoint, folder, tmp_path):
     raw = torch.load(trained_checkpoint, weights_only=True)
     raw["hyper_parameters"].update(subject_head=False, labels={"token": "j0"})
