@@ -49,3 +49,13 @@ def trained_checkpoint(tiny_tree: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run")
     train(compose_config(train_overrides(tiny_tree, out)))
     return out / "checkpoints" / "best.ckpt"
+
+
+TRAINING_FIXTURES = {"trained_checkpoint"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs a checkpoint trains one (once per session): it is slow, whatever file it lives in."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

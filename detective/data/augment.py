@@ -7,7 +7,6 @@ past the compression and resampling a real-world image has been through.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image, ImageFilter
 
+from detective.data.images import jpeg_recompress
 from detective.data.transforms import (
     DEFAULT_CROP_FRACTION,
     center_crop,
@@ -76,13 +76,6 @@ def random_resized_crop(image: torch.Tensor, size: int, scale: Sequence[float]) 
 def random_crop(image: torch.Tensor, size: int) -> torch.Tensor:
     h, w = image.shape[-2:]
     return crop(image, _randint(0, w - size), _randint(0, h - size), size, size)
-
-
-def jpeg_recompress(img: Image.Image, quality: int) -> Image.Image:
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality)
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
 
 
 def _with_pillow(image: torch.Tensor, op: Callable[[Image.Image], Image.Image]) -> torch.Tensor:

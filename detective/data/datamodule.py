@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,9 @@ class DetectiveDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
-        self.rule = _label_rule(labels)
-        self.augment = AugmentConfig(**_plain(augment))
-        self.demo = _plain(demo)
+        self.rule = LabelRule(**labels)
+        self.augment = AugmentConfig(**augment)
+        self.demo = dict(demo)
         self.pin_memory = pin_memory
         self.native = self.source_view == "native"
         self.cache = self._decoded_cache(cache_dir) if decoded_cache and not self.native else None
@@ -150,15 +150,3 @@ class DetectiveDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
-
-
-def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    """Hydra hands over DictConfig/ListConfig; dataclasses want plain values."""
-    return {
-        k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v  # ListConfig is a Sequence
-        for k, v in mapping.items()
-    }
-
-
-def _label_rule(labels: Mapping[str, Any]) -> LabelRule:
-    return LabelRule(**_plain(labels))

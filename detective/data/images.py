@@ -245,3 +245,11 @@ def _to_8bit_gray(im: Image.Image) -> Image.Image:
         pixels = pixels - pixels.min()
         full = max(float(pixels.max()), 1.0)
     return Image.fromarray(np.rint(pixels * (255.0 / full)).astype(np.uint8))
+
+
+def jpeg_recompress(img: Image.Image, quality: int) -> Image.Image:
+    """`img` saved as a JPEG at `quality` in memory and decoded again: the compression an image meets online."""
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")

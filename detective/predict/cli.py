@@ -16,6 +16,7 @@ from typing import TextIO
 
 from detective.commands import command, program_name
 from detective.predict.discover import CHECKPOINT_PATTERNS, default_output_root, expand_inputs, newest_checkpoint
+from detective.predict.perturb import Perturbation, parse_perturbation
 from detective.predict.results import Failure
 from detective.progress import ProgressBar
 
@@ -53,6 +54,26 @@ def build_parser() -> argparse.ArgumentParser:
         "else torch's default)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    parser.add_argument(
+        "--uncertain",
+        type=_probability,
+        default=0.0,
+        metavar="BAND",
+        help="say 'uncertain' instead of real/AI when the AI probability is less than BAND from the threshold",
+    )
+    evaluation = parser.add_argument_group(
+        "evaluation", "score the checkpoint on one labelled folder, labelled as training labels it (README)"
+    )
+    evaluation.add_argument("--evaluate", action="store_true", help="IMAGE is one labelled folder: print metrics")
+    evaluation.add_argument(
+        "--perturb",
+        nargs="+",
+        type=_perturbation,
+        metavar="SPEC",
+        help="also score the source head after each perturbation, in memory: jpeg=90,70,50 resize=0.5 blur=1.0",
+    )
+    evaluation.add_argument("--plots", type=Path, metavar="DIR", help="write the evaluation's pictures (PNG) here")
+    evaluation.add_argument("--token", help="the AI token of file names (default: the checkpoint's, else 'ai')")
     return parser
 
 
@@ -61,6 +82,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     out, err = stdout or sys.stdout, stderr or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_evaluation_args(parser, args)
 
     def error(message: str) -> None:
         print(f"{parser.prog}: error: {message}", file=err, flush=True)
@@ -75,6 +97,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         return USAGE
     if args.checkpoint is None:
         print(f"{parser.prog}: using the newest checkpoint, {checkpoint}", file=err, flush=True)
+    if args.evaluate:
+        return evaluate(args, checkpoint, out, err, error)
 
     inputs = expand_inputs(args.inputs)
     for path, message in inputs.errors:
@@ -87,7 +111,9 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     from detective.predict.predictor import Predictor
 
     try:
-        predictor = Predictor.from_checkpoint(checkpoint, device=args.device, threshold=args.threshold)
+        predictor = Predictor.from_checkpoint(
+            checkpoint, device=args.device, threshold=args.threshold, uncertain=args.uncertain
+        )
     except (CheckpointError, ValueError) as e:
         error(str(e))
         return USAGE
@@ -118,6 +144,67 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     return SOME_FAILED if failed else OK
 
 
+def check_evaluation_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Evaluation options need --evaluate, and --evaluate needs exactly one folder (a usage error, exit 2)."""
+    given = [name for name in ("perturb", "plots", "token") if getattr(args, name) is not None]
+    if given and not args.evaluate:
+        parser.error(f"--{given[0]} needs --evaluate")
+    if args.evaluate and (len(args.inputs) != 1 or not Path(args.inputs[0]).expanduser().is_dir()):
+        parser.error(f"--evaluate takes one folder of labelled images, got {' '.join(args.inputs)}")
+
+
+def evaluate(args: argparse.Namespace, checkpoint: Path, out: TextIO, err: TextIO, error: Callable[[str], None]) -> int:
+    """`--evaluate`: the report on stdout (one JSON object with --json), pictures with --plots."""
+    from detective.predict.checkpoint import CheckpointError, read_checkpoint
+    from detective.predict.evaluate import evaluate_folder, format_report, label_rule, write_plots
+    from detective.predict.predictor import Predictor
+
+    try:
+        hparams = read_checkpoint(checkpoint).hparams
+        predictor = Predictor.from_checkpoint(checkpoint, args.device, args.threshold, uncertain=args.uncertain)
+        if args.plots is not None:
+            args.plots.mkdir(parents=True, exist_ok=True)  # before the work, not after it
+    except (CheckpointError, ValueError) as e:
+        error(str(e))
+        return USAGE
+    except OSError as e:
+        error(f"--plots {args.plots}: cannot create this folder ({e.strerror}); choose another")
+        return USAGE
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    bar: ProgressBar | None = None
+
+    def show(done: int, total: int) -> None:  # the total is known once the folder is scanned
+        nonlocal bar
+        bar = bar or ProgressBar(total, err, unit=" images", enabled=not args.no_progress)
+        bar.total = total
+        bar.update(done)
+
+    perturbations = [p for group in args.perturb or () for p in group]
+    evaluation = evaluate_folder(
+        args.inputs[0],
+        predictor,
+        label_rule(hparams, args.token),
+        subject_head=bool(predictor.subjects),
+        perturbations=perturbations,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=show,
+    )
+    if bar is not None:
+        bar.clear()
+    evaluation.report = {"checkpoint": str(checkpoint), **evaluation.report}
+    if args.plots is not None and evaluation.records:
+        write_plots(evaluation, args.plots)
+    report = evaluation.report
+    print(json.dumps(report) if args.json else format_report(report), file=out, flush=True)
+    if not report["images"]:
+        error(f"no readable, labelled images under {report['root']}: expected <subject>/<image> (README)")
+    return SOME_FAILED if report["excluded"] or not report["images"] else OK
+
+
 def run() -> None:
     """The process entry point (`predict.py`, `detective-predict`): `main`, then exit with its status.
 
@@ -144,6 +231,13 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _perturbation(text: str) -> list[Perturbation]:
+    try:
+        return parse_perturbation(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _probability(text: str) -> float:

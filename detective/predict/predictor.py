@@ -68,7 +68,9 @@ class Predictor:
         threshold: float,
         device: str = "auto",
         channels_last: bool = True,
+        uncertain: float = 0.0,
     ) -> None:
+        """`uncertain`: AI probabilities less than this far from the threshold are reported as uncertain."""
         self.device = pick_device(device)
         if isinstance(net, DetectiveNet):  # the layout training used by default: ~1.7x faster on CPU
             net.set_speed(channels_last=channels_last, frozen_backbone="eager")
@@ -76,10 +78,16 @@ class Predictor:
         self.subjects = list(subjects)
         self.threshold = check_threshold(threshold)
         self.views = views
+        self.uncertain = check_threshold(uncertain)
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", threshold: float | None = None, lite: bool = True
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        threshold: float | None = None,
+        lite: bool = True,
+        uncertain: float = 0.0,
     ) -> Predictor:
         """Everything comes from the checkpoint; `threshold` overrides the calibrated one.
 
@@ -102,6 +110,7 @@ class Predictor:
             ),
             float(hp["threshold"] if threshold is None else threshold),
             device,
+            uncertain=uncertain,
         )
 
     def load(self, image: ImageInput) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -138,9 +147,8 @@ class Predictor:
 
     def result(self, path: str | None, ranked: list[tuple[str, float]], ai_probability: float) -> Prediction:
         subject, confidence = ranked[0] if ranked else (None, None)
-        return Prediction(
-            path, subject, confidence, ranked, ai_probability, ai_probability >= self.threshold, self.threshold
-        )
+        is_ai, unsure = ai_probability >= self.threshold, abs(ai_probability - self.threshold) < self.uncertain
+        return Prediction(path, subject, confidence, ranked, ai_probability, is_ai, self.threshold, unsure)
 
     def iter_predict(
         self, images: Iterable[ImageInput], batch_size: int = 32, top_k: int = 3, workers: int | None = None

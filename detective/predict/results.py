@@ -11,8 +11,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Prediction:
-    """Both answers for one image; `source` reads "AI generated" or "real photo". `subject` is None when the
-    checkpoint has no subject head (trained on source-only data)."""
+    """Both answers for one image; `source` reads "AI generated", "real photo", or "uncertain" when the AI
+    probability lies inside the `--uncertain` band around the threshold (`is_ai` still says which side it is on).
+    `subject` is None when the checkpoint has no subject head (trained on source-only data)."""
 
     path: str | None
     subject: str | None
@@ -21,9 +22,12 @@ class Prediction:
     ai_probability: float
     is_ai: bool
     threshold: float
+    uncertain: bool = False
 
     @property
     def source(self) -> str:
+        if self.uncertain:
+            return "uncertain"
         return "AI generated" if self.is_ai else "real photo"
 
     def describe(self) -> str:
@@ -44,6 +48,7 @@ class Prediction:
             "is_ai": self.is_ai,
             "source": self.source,
             "threshold": self.threshold,
+            "uncertain": self.uncertain,
         }
 
 

@@ -9,7 +9,8 @@ carries its data settings, and prediction builds its views from them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -39,6 +40,7 @@ class DetectiveModule(L.LightningModule):
         source_view: str,
         source_crop: int,
         source_crops: int,
+        labels: Mapping[str, Any],
         backbone: str,
         shared: int,
         subject_hidden: int,

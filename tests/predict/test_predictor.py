@@ -86,6 +86,22 @@ def test_threshold_override_decides_the_source(trained_checkpoint, val_data):
         Predictor.from_checkpoint(trained_checkpoint, device="cpu", threshold=1.5)
 
 
+def test_uncertain_band_says_uncertain_only_near_the_threshold(trained_checkpoint, val_data):
+    path = val_data[0][0]
+
+    def predict(threshold: float, band: float) -> Prediction:
+        return Predictor.from_checkpoint(trained_checkpoint, "cpu", threshold, uncertain=band).predict([path])[0]
+
+    p = predict(0.5, 0.0).ai_probability
+    near = predict(p - 0.05, 0.1)
+    assert near.uncertain and near.is_ai and near.source == "uncertain"  # `is_ai` still says which side
+    assert near.describe().endswith(f"Source: uncertain (AI probability {p:.2f})")
+    assert near.as_dict()["source"] == "uncertain" and near.as_dict()["uncertain"] is True
+    far = predict(p - 0.05, 0.04)
+    assert not far.uncertain and far.source == "AI generated" and far.as_dict()["uncertain"] is False
+    assert not predict(p, 0.0).uncertain  # no band: never uncertain, even on the threshold
+
+
 def test_checkpoint_that_is_not_a_detective_one_is_refused(tmp_path):
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {}, "epoch": 3}, other)
