@@ -81,7 +81,11 @@ def fold_root(data: Path, files: list[Path], fold: list[int], k: int, workdir: P
 
 
 def train_run(root: Path, out: Path, overrides: list[str], weights: Path, epochs: int | None) -> float:
-    """One `train.py` process; returns its wall time in seconds."""
+    """One `train.py` process; returns its wall time in seconds. A run that already finished (its time recorded
+    beside it) is not trained again, so an interrupted benchmark resumes where it stopped."""
+    done = out.with_suffix(".seconds")
+    if done.is_file() and (out / "checkpoints" / "best.ckpt").is_file():
+        return float(done.read_text())
     cmd = [
         sys.executable,
         str(REPO / "train.py"),
@@ -98,7 +102,9 @@ def train_run(root: Path, out: Path, overrides: list[str], weights: Path, epochs
     start = time.perf_counter()
     with open(out.with_suffix(".log"), "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    done.write_text(f"{seconds:.1f}")
+    return seconds
 
 
 def judge(checkpoint: Path, files: list[Path], source_crops: int | None = None) -> Scores:
@@ -148,6 +154,7 @@ def main() -> None:
         "--weights", type=Path, default=REPO.parent / "shared" / "weights" / "mobilenet_v2_imagenet_coral.pth"
     )
     parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--only-folds", help="run these folds only, e.g. 0,2 (default: all)")
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--epochs", type=int, help="trainer.max_epochs for every run (default: the config's)")
     parser.add_argument("--transfer", type=Path, help="also train on this folder and judge on all of --data")
@@ -162,7 +169,7 @@ def main() -> None:
     for name in args.recipes.split(","):
         about, overrides = RECIPES[name]
         row: dict[str, Any] = {"about": about, "overrides": overrides, "folds": []}
-        for k in range(args.folds):
+        for k in [int(f) for f in args.only_folds.split(",")] if args.only_folds else range(args.folds):
             root = fold_root(args.data, files, fold, k, args.workdir / "folds")
             out = args.workdir / "runs" / f"{name}-fold{k}"
             seconds = train_run(root, out, overrides, args.weights, args.epochs)
