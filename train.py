@@ -4,7 +4,7 @@ With no arguments it trains on the built-in demo data set, on the CPU, offline. 
 installed as `detective-train`.
 """
 
-from detective.train.cli import main
+from detective.train.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -50,7 +50,7 @@ def make_datamodule(root: Path | None, *overrides: str, **kwargs):
     """`conf/data` as train.py instantiates it, for `root` (None: the demo set), with overrides and replaced args."""
     from hydra.utils import instantiate
 
-    cfg = compose_config([f"data.root={root if root is not None else 'null'}", *overrides])
+    cfg = compose_config([*([f"data.root={root}"] if root is not None else []), *overrides])
     return instantiate(cfg.data, **kwargs)
 
 

@@ -35,7 +35,7 @@ def load_backbone_weights(net: DetectiveNet, *, pretrained: bool, weights_path: 
     """Load backbone weights into `net` and return a one-line description of what was loaded.
 
     `weights_path` (a torchvision state dict, full or backbone-only) is the explicit choice, so it is loaded
-    whatever `pretrained` says (which may come from `pretrained=auto`); without it, `pretrained` picks between
+    whatever `pretrained` says; without it, `pretrained` picks between
     torchvision's ImageNet file and the random init.
     """
     if weights_path is not None:

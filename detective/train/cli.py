@@ -9,9 +9,15 @@ import hydra
 from omegaconf import DictConfig
 
 from detective.commands import program_name
-from detective.train.config import CONF_MODULE, register_resolvers
+from detective.train.config import CONF_MODULE, demo_by_default, register_resolvers
 
 register_resolvers()
+
+
+def run() -> None:
+    """The command: the demo recipe unless the command line names your data or an experiment, then Hydra."""
+    sys.argv[1:] = demo_by_default(sys.argv[1:])
+    main()
 
 
 @hydra.main(config_path=f"pkg://{CONF_MODULE}", config_name="train", version_base="1.3")

@@ -11,17 +11,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from detective.commands import command
 
+DEMO_OVERRIDE = "experiment=demo"
 
-def _demo(on_demo: Any, on_own_data: Any, *, _root_: DictConfig) -> Any:
-    """`${demo:A,B}`: A when training on the built-in demo set (`data.root` is null), else B."""
-    return on_demo if OmegaConf.select(_root_, "data.root") is None else on_own_data
+
+def demo_by_default(overrides: Sequence[str]) -> list[str]:
+    """`overrides` plus `experiment=demo` when they name neither a `data.root` nor an experiment: with no data of
+    your own, `train.py` trains on the built-in demo set with the recipe that suits it."""
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    return list(overrides) if keys & {"data.root", "experiment"} else [*overrides, DEMO_OVERRIDE]
 
 
 def register_resolvers() -> None:
-    """Register `${demo:A,B}`, `${run_id:}` and `${command:NAME}` (how to run `NAME`, for --help) once; safe to
-    call again (DDP workers, tests)."""
-    if not OmegaConf.has_resolver("demo"):
-        OmegaConf.register_new_resolver("demo", _demo)
+    """Register `${run_id:}` and `${command:NAME}` (how to run `NAME`, for --help) once; safe to call again (DDP
+    workers, tests)."""
     if not OmegaConf.has_resolver("command"):
         OmegaConf.register_new_resolver("command", command)
     if not OmegaConf.has_resolver("run_id"):
@@ -38,13 +40,14 @@ CONF_MODULE = "detective.conf"  # the YAML files ship inside the package, so an 
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """`detective/conf/train.yaml` composed with command-line style overrides, for training from Python
+    """`detective/conf/train.yaml` composed with command-line style overrides (`demo_by_default`, as `train.py`
+    does), for training from Python
     (`detective.train.run.train(compose_config([...]))`); set `paths.output_dir`, as no Hydra run folder exists."""
     from hydra import compose, initialize_config_module
 
     register_resolvers()
     with initialize_config_module(CONF_MODULE, version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+        return compose("train", overrides=demo_by_default(overrides))
 
 
 def quick_run_overrides(data_root: Path, output_dir: Path, image_size: int = 32) -> list[str]:

@@ -59,11 +59,6 @@ def auto_flag(name: str, value: Any, auto: bool) -> bool:
     raise ConfigError(f"{name} must be true, false or auto, got {value!r}")
 
 
-def resolve_pretrained(cfg: DictConfig) -> bool:
-    """`model.pretrained=auto`: ImageNet weights on your data, training from scratch on the demo set."""
-    return auto_flag("model.pretrained", cfg.model.pretrained, cfg.data.root is not None)
-
-
 def source_pos_weight(datamodule: DetectiveDataModule) -> float | None:
     """real/AI ratio of the train split, so that both sources weigh the same in the BCE loss."""
     train = datamodule.splits["train"]
@@ -78,7 +73,7 @@ def resolve_cache_features(value: Any, datamodule: DetectiveDataModule) -> bool:
 
 def resolve_freeze_batchnorm(cfg: DictConfig) -> bool:
     """`model.freeze_batchnorm=auto`: keep pretrained statistics; a backbone trained from scratch has none to keep."""
-    has_statistics = resolve_pretrained(cfg) or cfg.model.weights_path is not None
+    has_statistics = bool(cfg.model.pretrained) or cfg.model.weights_path is not None
     freeze = auto_flag("model.freeze_batchnorm", cfg.model.get("freeze_batchnorm", False), has_statistics)
     if freeze and not has_statistics:
         raise ConfigError(
@@ -101,7 +96,9 @@ def build_module(cfg: DictConfig, datamodule: DetectiveDataModule) -> DetectiveM
     if cfg.model.balance_source:
         kwargs["source_pos_weight"] = source_pos_weight(datamodule)
     module = DetectiveModule(subjects=datamodule.subjects, **kwargs)
-    weights = load_backbone_weights(module.net, pretrained=resolve_pretrained(cfg), weights_path=cfg.model.weights_path)
+    weights = load_backbone_weights(
+        module.net, pretrained=bool(cfg.model.pretrained), weights_path=cfg.model.weights_path
+    )
     log.info("Backbone: %s, %s", module.hparams.backbone, weights)
     return module
 

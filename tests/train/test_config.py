@@ -1,0 +1,39 @@
+"""One source for every setting: the YAML's values reach the objects train.py builds, and the demo is an option."""
+
+from hydra.utils import instantiate
+
+from detective.train.config import compose_config, demo_by_default
+from detective.train.run import module_arguments
+
+
+def test_no_data_root_means_the_demo_recipe_and_naming_one_leaves_it_out():
+    assert demo_by_default([]) == ["experiment=demo"]
+    assert demo_by_default(["seed=3"]) == ["seed=3", "experiment=demo"]
+    assert demo_by_default(["data.root=~/photos"]) == ["data.root=~/photos"]
+    assert demo_by_default(["experiment=frozen"]) == ["experiment=frozen"]
+    demo, own = compose_config([]), compose_config(["data.root=photos"])
+    assert (demo.data.root, demo.data.image_size, demo.model.pretrained) == (None, 64, False)
+    assert (own.data.image_size, own.model.pretrained, own.model.freeze_epochs) == (224, True, 2)
+
+
+def test_objects_built_from_the_config_get_exactly_the_yaml_values():
+    cfg = compose_config(["data.root=photos"])
+    datamodule = instantiate(cfg.data)
+    data = cfg.data
+    assert (datamodule.image_size, datamodule.crop_fraction, datamodule.batch_size) == (
+        data.image_size,
+        data.crop_fraction,
+        data.batch_size,
+    )
+    assert (datamodule.val_fraction, datamodule.test_fraction, datamodule.seed) == (
+        data.val_fraction,
+        data.test_fraction,
+        cfg.seed,
+    )
+    assert datamodule.cache is None and datamodule.native  # native crops need full-resolution pixels
+    assert datamodule.augment.scale == list(data.augment.scale) and datamodule.rule.token == data.labels.token
+    args = module_arguments(cfg)
+    # The model carries the data's view settings by interpolation, not by copying in code.
+    for key in ("image_size", "crop_fraction", "source_view", "source_crop", "source_crops"):
+        assert args[key] == data[key]
+    assert args["freeze_epochs"] == cfg.model.freeze_epochs and args["labels"]["token"] == data.labels.token
