@@ -171,3 +171,21 @@ def _thumbnail(image: str | os.PathLike) -> np.ndarray:
         return np.full((THUMBNAIL, THUMBNAIL, 3), 128, dtype=np.uint8)
     thumb.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.BICUBIC)
     return np.asarray(thumb)
+
+
+def training_curves_plot(history: dict[str, list[tuple[int, float]]], path: str | os.PathLike) -> Path:
+    """Per-epoch curves of a run (`name -> [(epoch, value)]`): losses on the left, scores in [0, 1] on the right."""
+    fig = _figure(10, 4)
+    losses, scores = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for name, points in sorted(history.items()):
+        if not points:
+            continue
+        epochs, values = zip(*points, strict=True)
+        (losses if "loss" in name else scores).plot(epochs, values, marker=".", label=name)
+    for ax, title in ((losses, "Losses"), (scores, "Scores")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if ax.lines:
+            ax.legend(fontsize="small")
+    scores.set_ylim(0, 1.02)
+    return _save(fig, path)

@@ -338,17 +338,10 @@ def evaluate_folder(
     tick = _Ticker(progress or (lambda done, total: None), len(scan.samples) * (1 + len(perturbations)))
     excluded = [{"path": str(p), "error": f"{p}: outside any subject folder, not labelled"} for p in scan.unlabelled]
     excluded += [{"path": err.path, "error": str(err)} for err in scan.unreadable]
-    records = []
-    for sample, result in zip(
-        scan.samples, predictor.iter_predict([s.path for s in scan.samples], batch_size, 1, workers), strict=True
-    ):
-        tick()
-        if isinstance(result, Failure):
-            excluded.append({"path": str(sample.path), "error": result.error})
-            continue
-        records.append(_record(sample, result))
+    evaluation, failed = evaluate_samples(scan.samples, predictor, subject_head, batch_size, workers, tick)
+    excluded += failed
+    records = evaluation.records
     tick.total = len(scan.samples) + len(records) * len(perturbations)
-    evaluation = build_report(records, predictor.subjects, predictor.threshold, predictor.uncertain, subject_head)
     report = evaluation.report
     if scan.split_layout:
         report["notes"].append(
@@ -364,6 +357,29 @@ def evaluate_folder(
         "ignored_files": scan.ignored_files,
     }
     return evaluation
+
+
+def evaluate_samples(
+    samples: Sequence[Sample],
+    predictor: Predictor,
+    subject_head: bool = True,
+    batch_size: int = 32,
+    workers: int | None = None,
+    tick: Callable[[], None] = lambda: None,
+) -> tuple[Evaluation, list[dict[str, str]]]:
+    """Predict labelled samples and score them: (the evaluation, the samples that could not be read). The end of a
+    training run uses it on its test split, `evaluate_folder` on a scanned folder."""
+    records, failed = [], []
+    for sample, result in zip(
+        samples, predictor.iter_predict([s.path for s in samples], batch_size, 1, workers), strict=True
+    ):
+        tick()
+        if isinstance(result, Failure):
+            failed.append({"path": str(sample.path), "error": result.error})
+            continue
+        records.append(_record(sample, result))
+    evaluation = build_report(records, predictor.subjects, predictor.threshold, predictor.uncertain, subject_head)
+    return evaluation, failed
 
 
 @dataclass

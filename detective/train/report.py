@@ -5,9 +5,11 @@ Plain lines through the `detective` logger (Hydra's console shows them as they a
 
 from __future__ import annotations
 
+import csv
 import logging
 import random
 import shlex
+from pathlib import Path
 from typing import Any
 
 from detective.commands import command
@@ -35,14 +37,62 @@ def show_held_out_prediction(checkpoint: str, datamodule: DetectiveDataModule, s
     log.info("\n".join(lines))
 
 
-def report(metrics: dict[str, Any], best: str | None, datamodule: DetectiveDataModule, seed: int) -> None:
-    """Print the end-of-run summary for `best` (the checkpoint the test metrics come from)."""
+# Per-epoch metrics drawn as training curves (those a run logs; source-only runs have no subject ones).
+CURVES = (
+    "train/loss_epoch",
+    "val/loss",
+    "val/score",
+    "val/source_auroc",
+    "val/source_acc",
+    "val/subject_acc",
+)
+
+
+def read_history(metrics_csv: Path, names: tuple[str, ...] = CURVES) -> dict[str, list[tuple[int, float]]]:
+    """`name -> [(epoch, value)]` from the CSV logger's file (rows hold one logged value per column or none)."""
+    history: dict[str, list[tuple[int, float]]] = {name: [] for name in names}
+    with open(metrics_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            for name in names:
+                if row.get(name) and row.get("epoch"):
+                    history[name].append((int(row["epoch"]), float(row[name])))
+    return {name: points for name, points in history.items() if points}
+
+
+def write_pictures(best: str, datamodule: DetectiveDataModule, output_dir: Path) -> list[Path]:
+    """PNGs of the best checkpoint on the test split (confusion matrix, ROC and precision-recall with the threshold,
+    reliability, the most confidently wrong images) and the run's training curves, in `output_dir/plots`."""
+    from detective import plots  # matplotlib: only now, at the end of the run
+    from detective.predict.evaluate import evaluate_samples, write_plots
+    from detective.predict.predictor import Predictor
+
+    folder = output_dir / "plots"
+    written = []
+    test = datamodule.splits.get("test") or []
+    if test:
+        predictor = Predictor.from_checkpoint(best, device="cpu")
+        evaluation, _ = evaluate_samples(test, predictor, subject_head=bool(predictor.subjects))
+        if evaluation.records:
+            written += write_plots(evaluation, folder)
+    metrics_csv = output_dir / "logs" / "metrics.csv"
+    if metrics_csv.is_file():
+        written.append(plots.training_curves_plot(read_history(metrics_csv), folder / "training_curves.png"))
+    return written
+
+
+def report(
+    metrics: dict[str, Any], best: str | None, datamodule: DetectiveDataModule, seed: int, output_dir: Path
+) -> None:
+    """Print the end-of-run summary for `best` (the checkpoint the test metrics come from), with its pictures."""
     if best:
         show_held_out_prediction(best, datamodule, seed)
     if metrics:
         rows = [f"  {name:<32} {metrics[name]:.4f}" for name in sorted(metrics)]
         log.info("\n".join(["\nTest metrics (best checkpoint, held-out test split):", *rows]))
     if best:
+        pictures = write_pictures(best, datamodule, output_dir)
+        if pictures:
+            log.info("\n".join(["\nPictures:", *(f"  {p}" for p in pictures)]))
         test = datamodule.splits.get("test")
         example = shlex.quote(str(test[0].path)) if test else "IMAGE"
         log.info(

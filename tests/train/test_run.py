@@ -2,6 +2,7 @@ import csv
 
 import pytest
 import torch
+from PIL import Image
 
 from detective.predict.checkpoint import read_checkpoint
 from detective.train.config import compose_config
@@ -127,3 +128,9 @@ def test_reported_test_metrics_are_what_predict_gives_with_the_best_checkpoint(t
     source_acc = sum(r.is_ai == s.is_ai for r, s in zip(results, test, strict=True)) / len(test)
     subject_acc = sum(r.subject == s.subject for r, s in zip(results, test, strict=True)) / len(test)
     assert reported == pytest.approx({"test/source_acc": source_acc, "test/subject_acc": subject_acc}, abs=1e-6)
+    # ... and the run drew its pictures: real PNGs of plausible size.
+    pictures = {p.name: p for p in (out / "plots").glob("*.png")}
+    assert {"training_curves.png", "subject_confusion.png", "source_reliability.png"} <= set(pictures)
+    for picture in pictures.values():
+        with Image.open(picture) as image:
+            assert image.format == "PNG" and 300 <= image.width <= 3000 and 200 <= image.height <= 3000
