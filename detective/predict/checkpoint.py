@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from detective.model.net import DetectiveNet
+from detective.predict.discover import CheckpointError  # torch-free, for the ONNX path too; importable from here
 from detective.predict.lite import build_lite_net
 
 if TYPE_CHECKING:
@@ -23,10 +24,6 @@ if TYPE_CHECKING:
 
 REQUIRED_HPARAMS = ("subjects", "image_size", "crop_fraction", "mean", "std", "threshold")
 NET_PREFIX = "net."
-
-
-class CheckpointError(ValueError):
-    """The file is missing or is not a detective checkpoint; the message names it and the fix."""
 
 
 @dataclass(frozen=True)

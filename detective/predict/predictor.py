@@ -2,81 +2,25 @@
 
 The image goes through `eval_transform`, the very function validation and testing use, with
 the image size and crop saved in the checkpoint, so training and prediction cannot disagree.
-Decoding runs in a thread pool ahead of the forward pass (Pillow and torch both release the GIL),
-so a long list costs about what the model costs.
+Decoding runs in a thread pool ahead of the forward pass (`batching`; Pillow and torch both release
+the GIL), so a long list costs about what the model costs.
 """
 
 from __future__ import annotations
 
-import os
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from itertools import islice
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
 
 import torch
-from PIL import Image
 
-from detective.data.images import ImageDecodeError
-from detective.data.transforms import eval_transform, load_image, resize_size
+from detective.data.transforms import eval_transform, load_image
 from detective.model.net import DetectiveNet
+from detective.predict.batching import BatchPredictor, ImageInput, Scores
 from detective.predict.checkpoint import read_checkpoint
+from detective.predict.results import Failure, Prediction, Result
 
-ImageInput = str | os.PathLike | bytes | BinaryIO | Image.Image
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Both answers for one image; `source` reads "AI generated" or "real photo"."""
-
-    path: str | None
-    subject: str
-    subject_confidence: float
-    top_k: list[tuple[str, float]]
-    ai_probability: float
-    is_ai: bool
-    threshold: float
-
-    @property
-    def source(self) -> str:
-        return "AI generated" if self.is_ai else "real photo"
-
-    def describe(self) -> str:
-        """The original's two lines on one: `Object: cat (98.5%)  Source: AI generated (AI probability 0.93)`."""
-        return (
-            f"Object: {self.subject} ({self.subject_confidence:.1%})  "
-            f"Source: {self.source} (AI probability {self.ai_probability:.2f})"
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON Lines record of `predict.py --json`."""
-        return {
-            "path": self.path,
-            "subject": self.subject,
-            "subject_confidence": self.subject_confidence,
-            "top_k": [{"subject": s, "probability": p} for s, p in self.top_k],
-            "ai_probability": self.ai_probability,
-            "is_ai": self.is_ai,
-            "source": self.source,
-            "threshold": self.threshold,
-        }
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An input that could not be predicted, with the one-line reason."""
-
-    path: str | None
-    error: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "error": self.error}
-
-
-Result = Prediction | Failure
+# Results and input types live in torch-free modules shared with the ONNX predictor; still importable from here.
+__all__ = ["Failure", "ImageInput", "Prediction", "Predictor", "Result", "pick_device"]
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -95,18 +39,7 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def check_threshold(threshold: float) -> float:
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
-    return float(threshold)
-
-
-def default_workers() -> int:
-    """Decoding threads: enough to keep the model fed, few enough to leave it its cores."""
-    return max(1, min(4, (os.cpu_count() or 1) - 1))
-
-
-class Predictor:
+class Predictor(BatchPredictor):
     """Holds a trained net and the settings saved with it; `predict` takes any mix of image inputs."""
 
     def __init__(
@@ -119,14 +52,12 @@ class Predictor:
         device: str = "auto",
         channels_last: bool = True,
     ) -> None:
+        super().__init__(subjects, image_size, crop_fraction, threshold)
         self.device = pick_device(device)
         if isinstance(net, DetectiveNet):  # the layout training used by default: ~1.7x faster on CPU
             net.set_speed(channels_last=channels_last, frozen_backbone="eager")
         self.net = net.to(self.device).eval()
-        self.subjects = list(subjects)
-        self.threshold = check_threshold(threshold)
         self.transform = eval_transform(image_size, crop_fraction)
-        self.min_side = resize_size(image_size, crop_fraction)
 
     @classmethod
     def from_checkpoint(
@@ -152,14 +83,11 @@ class Predictor:
         """Decode and transform one input into the uint8 (3, S, S) tensor the net takes."""
         return self.transform(load_image(image, self.min_side))
 
-    def _load_or_fail(self, image: ImageInput) -> torch.Tensor | Failure:
-        try:
-            return self.load(image)
-        except ImageDecodeError as err:
-            return Failure(_name(image), str(err))
+    def score(self, loaded: Sequence[torch.Tensor], top_k: int) -> list[Scores]:
+        return self.predict_tensors(torch.stack(list(loaded)), top_k)
 
     @torch.inference_mode()
-    def predict_tensors(self, batch: torch.Tensor, top_k: int = 3) -> list[tuple[list[tuple[str, float]], float]]:
+    def predict_tensors(self, batch: torch.Tensor, top_k: int = 3) -> list[Scores]:
         """A uint8 batch -> per image: subjects by probability (top k) and the AI probability."""
         subject_logits, source_logits = self.net(batch.to(self.device))
         probs = torch.softmax(subject_logits.float(), dim=1).cpu()
@@ -170,58 +98,3 @@ class Predictor:
             ([(self.subjects[i], float(v)) for v, i in zip(vs, ix, strict=True)], float(p))
             for vs, ix, p in zip(values.tolist(), indices.tolist(), ai.tolist(), strict=True)
         ]
-
-    def result(self, path: str | None, ranked: list[tuple[str, float]], ai_probability: float) -> Prediction:
-        subject, confidence = ranked[0]
-        return Prediction(
-            path, subject, confidence, ranked, ai_probability, ai_probability >= self.threshold, self.threshold
-        )
-
-    def iter_predict(
-        self, images: Iterable[ImageInput], batch_size: int = 32, top_k: int = 3, workers: int | None = None
-    ) -> Iterator[Result]:
-        """Yield one result per input, in order, as each batch finishes; unreadable inputs become `Failure`s.
-
-        `workers` decoding threads (default: `default_workers()`; 0 decodes inline) stay up to two batches ahead.
-        """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        decoded = self._decoded(images, default_workers() if workers is None else workers, 2 * batch_size)
-        while chunk := list(islice(decoded, batch_size)):
-            good = [(i, t) for i, (_, t) in enumerate(chunk) if isinstance(t, torch.Tensor)]
-            ranked = self.predict_tensors(torch.stack([t for _, t in good]), top_k) if good else []
-            scores = dict(zip((i for i, _ in good), ranked, strict=True))
-            for i, (image, loaded) in enumerate(chunk):
-                yield self.result(_name(image), *scores[i]) if i in scores else loaded  # type: ignore[misc]
-
-    def predict(
-        self, images: Iterable[ImageInput], batch_size: int = 32, top_k: int = 3, workers: int | None = None
-    ) -> list[Result]:
-        """Predict each input in order; an input that cannot be read becomes a `Failure`, not an exception."""
-        return list(self.iter_predict(images, batch_size, top_k, workers))
-
-    def _decoded(
-        self, images: Iterable[ImageInput], workers: int, ahead: int
-    ) -> Iterator[tuple[ImageInput, torch.Tensor | Failure]]:
-        """(input, tensor or failure) in order, decoded by `workers` threads at most `ahead` inputs ahead."""
-        if workers < 1:
-            yield from ((image, self._load_or_fail(image)) for image in images)
-            return
-        pending: deque[tuple[ImageInput, Future]] = deque()
-        with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
-            try:
-                for image in images:
-                    pending.append((image, pool.submit(self._load_or_fail, image)))
-                    if len(pending) > ahead:
-                        image, future = pending.popleft()
-                        yield image, future.result()
-                while pending:
-                    image, future = pending.popleft()
-                    yield image, future.result()
-            finally:  # a consumer that stops early must not wait for decodes nobody will read
-                for _, future in pending:
-                    future.cancel()
-
-
-def _name(image: ImageInput) -> str | None:
-    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
