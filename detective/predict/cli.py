@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     if args.checkpoint is None:
         print(f"{PROG}: using the newest checkpoint, {checkpoint}", file=err, flush=True)
     if args.export is not None:
-        return export(checkpoint, args.export, out, error)
+        return export(checkpoint, args.export, args.threshold, out, error)
 
     inputs = expand_inputs(args.inputs)
     for path, message in inputs.errors:
@@ -150,8 +150,11 @@ def open_predictor(checkpoint: Path, device: str, threshold: float | None, threa
     return Predictor.from_checkpoint(checkpoint, device=device, threshold=threshold)
 
 
-def export(checkpoint: Path, destination: Path, out: TextIO, error: Callable[[str], None]) -> int:
-    """`--export`: write the ONNX model and say what it holds; exit status 2 (nothing written) on any error."""
+def export(
+    checkpoint: Path, destination: Path, threshold: float | None, out: TextIO, error: Callable[[str], None]
+) -> int:
+    """`--export`: write the ONNX model (with `--threshold` in place of the calibrated one, if given) and say what
+    it holds; exit status 2 (nothing written) on any error."""
     from detective.predict.onnx_runtime import MissingExtraError
 
     if is_onnx(checkpoint):
@@ -160,7 +163,7 @@ def export(checkpoint: Path, destination: Path, out: TextIO, error: Callable[[st
     try:
         from detective.predict.onnx_export import export_onnx  # imports torch
 
-        done = export_onnx(checkpoint, destination)
+        done = export_onnx(checkpoint, destination, threshold)
     except (CheckpointError, MissingExtraError, ValueError) as e:
         error(str(e))
         return USAGE

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from detective.predict.batching import check_threshold
 from detective.predict.checkpoint import read_checkpoint
 from detective.predict.onnx_runtime import FORMAT_VERSION, INPUT, METADATA_KEY, OUTPUTS, require
 
@@ -55,13 +56,14 @@ class Exported:
     max_difference: float  # largest probability difference, onnxruntime against torch, in the check
 
 
-def export_onnx(checkpoint: str | Path, destination: str | Path) -> Exported:
-    """Export `checkpoint`'s net with its settings to `destination` (an `.onnx` file), checked before it is saved."""
+def export_onnx(checkpoint: str | Path, destination: str | Path, threshold: float | None = None) -> Exported:
+    """Export `checkpoint`'s net with its settings to `destination` (an `.onnx` file), checked before it is saved;
+    `threshold` replaces the calibrated AI threshold saved with it."""
     destination = Path(destination).expanduser()
     onnx = require("onnx", f"writing {destination.name}")
     ort = require("onnxruntime", f"checking {destination.name}")
     info = read_checkpoint(checkpoint)
-    hp = info.hparams
+    hp = info.hparams if threshold is None else {**info.hparams, "threshold": check_threshold(threshold)}
     size = int(hp["image_size"])
     model = Probabilities(info.build_net()).eval()
     proto = onnx.load_from_string(_traced_onnx(model, size))

@@ -50,7 +50,7 @@ def test_resize_is_within_one_level_of_pillows_bilinear_filter():
     assert np.abs(transforms_np.resize(image, 256, 341).astype(int) - pillow).max() <= 1
 
 
-@pytest.mark.parametrize("size", [(640, 480), (300, 900), (73, 73), (50, 40), (7, 5), (1000, 3)])
+@pytest.mark.parametrize("size", [(640, 480), (300, 900), (73, 73), (50, 40), (7, 5), (150, 9)])
 @pytest.mark.parametrize(("image_size", "crop_fraction"), [(224, 0.875), (64, 0.875), (32, 1.0)])
 def test_eval_transform_gives_the_torch_transforms_pixels(size, image_size, crop_fraction):
     image = noise(*size)

@@ -45,8 +45,10 @@ def test_the_file_alone_holds_the_settings_and_takes_uint8_images_in_any_batch(o
 
 def test_cli_export_writes_the_model_and_says_so(responsive_checkpoint, tmp_path):
     destination = tmp_path / "model.onnx"
-    code, out, err = run("--export", str(destination), "--checkpoint", str(responsive_checkpoint))
+    code, out, err = run("--export", str(destination), "--checkpoint", str(responsive_checkpoint), "--threshold", "0.7")
     assert (code, err) == (0, "") and destination.is_file()
+    settings = json.loads({p.key: p.value for p in onnx.load(destination).metadata_props}[METADATA_KEY])
+    assert settings["threshold"] == 0.7  # --threshold replaces the calibrated one in the exported settings
     assert out.startswith(f"wrote {destination}: 3 subjects, 64 px, settings from {responsive_checkpoint}; agrees ")
     assert out.endswith(f"predict with: predict.py IMAGE --checkpoint {destination}\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # nothing left aside
