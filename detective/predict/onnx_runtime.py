@@ -101,15 +101,16 @@ def read_settings(metadata: Mapping[str, str], path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: not a detective model (no settings in its metadata); write one with {_export_hint(path)}"
         ) from None
-    if (
-        not isinstance(settings, dict)
-        or settings.get("format") != FORMAT_VERSION
-        or not all(k in settings for k in SETTINGS)
-    ):
-        found = settings.get("format") if isinstance(settings, dict) else None
+    found = settings.get("format") if isinstance(settings, dict) else None
+    if found != FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: model format {found!r}, this detective reads format {FORMAT_VERSION}; "
             f"export it again with {_export_hint(path)}"
+        )
+    missing = [k for k in SETTINGS if k not in settings]
+    if missing:
+        raise CheckpointError(
+            f"{path}: its settings lack {', '.join(missing)}; export it again with {_export_hint(path)}"
         )
     return settings
 

@@ -167,14 +167,23 @@ def test_files_that_are_not_our_onnx_models_are_refused_in_one_line(images, tmp_
         OnnxPredictor.from_file(foreign)
 
 
-def test_a_model_of_another_format_version_asks_for_a_new_export(onnx_model, tmp_path):
+def _with_settings(onnx_model: Path, path: Path, **changes) -> Path:
+    """A copy of the exported model whose settings have `changes` (a value of None removes the key)."""
     model = onnx.load(onnx_model)
     entry = next(p for p in model.metadata_props if p.key == METADATA_KEY)
-    entry.value = json.dumps({**json.loads(entry.value), "format": 99})
-    newer = tmp_path / "newer.onnx"
-    onnx.save(model, newer)
+    settings = {**json.loads(entry.value), **changes}
+    entry.value = json.dumps({k: v for k, v in settings.items() if v is not None})
+    onnx.save(model, path)
+    return path
+
+
+def test_a_model_of_another_format_or_without_its_settings_asks_for_a_new_export(onnx_model, tmp_path):
+    newer = _with_settings(onnx_model, tmp_path / "newer.onnx", format=99)
     with pytest.raises(CheckpointError, match=r"newer\.onnx: model format 99, this detective reads format 1; export"):
         OnnxPredictor.from_file(newer)
+    partial = _with_settings(onnx_model, tmp_path / "partial.onnx", subjects=None, threshold=None)
+    with pytest.raises(CheckpointError, match=r"partial\.onnx: its settings lack subjects, threshold; export it again"):
+        OnnxPredictor.from_file(partial)
 
 
 def test_devices_onnxruntime_lacks_are_usage_errors(onnx_model, images):
