@@ -125,7 +125,7 @@ def throughput(
     repeats: int,
     threads: int | None = None,
 ) -> dict[str, float]:
-    """Images per second: the bare forward on ready uint8 batches vs `Predictor.predict` on the JPEG files, and
+    """Images per second: the bare forward on one batch's ready views vs `Predictor.predict` on the JPEG files, and
     the ONNX export's `OnnxPredictor.predict` (numpy transform, onnxruntime) on the same files.
 
     `threads` sets torch's and onnxruntime's CPU threads (default: each library's own choice).
@@ -139,14 +139,13 @@ def throughput(
         torch.set_num_threads(threads)
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     onnx_predictor = OnnxPredictor.from_file(onnx_model, device=device, threads=threads)
-    size = predictor.load(Image.new("RGB", (8, 8))).shape[-1]
-    batch = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
+    ready = [predictor.load(path) for path in images[:batch_size]]  # one batch's views, decoded once
     n_batches = math.ceil(len(images) / batch_size)
 
     def bare() -> float:
         start = time.perf_counter()
         for _ in range(n_batches):
-            predictor.predict_tensors(batch)
+            predictor.predict_views(ready)
         if predictor.device.type == "cuda":
             torch.cuda.synchronize()
         return n_batches * batch_size / (time.perf_counter() - start)

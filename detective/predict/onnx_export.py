@@ -101,7 +101,7 @@ def export_onnx(checkpoint: str | Path, destination: str | Path, threshold: floa
     hp = info.hparams if threshold is None else {**info.hparams, "threshold": check_threshold(threshold)}
     views = ViewSettings.from_hparams(hp)
     net = info.build_net()
-    proto = onnx.load_from_string(_traced_onnx(Graph(net, views), views))
+    proto = onnx.load_from_string(_traced_onnx(Graph(net, views).eval(), views))
     settings = {
         "format": FORMAT_VERSION,
         **{k: _plain(hp[k]) for k in ("subjects", "threshold", "mean", "std")},
@@ -171,8 +171,10 @@ def _max_difference(ort: ModuleType, net: nn.Module, views: ViewSettings, data: 
     of the PyTorch net's forward, on the eval views of random images of the `CHECK_SIZES`."""
     seeded = torch.Generator().manual_seed(0)
     crop = views.source_crop if views.native else views.image_size
-    images = [
-        torch.randint(0, 256, (3, round(h * crop), round(w * crop)), dtype=torch.uint8, generator=seeded)
+    images = [  # (3, H, W) on (H, W, 3) memory, as `load_image` decodes them
+        torch.randint(0, 256, (round(h * crop), round(w * crop), 3), dtype=torch.uint8, generator=seeded).permute(
+            2, 0, 1
+        )
         for w, h in CHECK_SIZES
     ]
     batch = collate_views(*zip(*map(eval_views(**asdict(views)), images), strict=True))

@@ -1,11 +1,14 @@
-"""The numpy twin of the eval transform gives the torch transform's pixels exactly, at every size."""
+"""The numpy twins of the eval views give the torch views' pixels exactly, at every size."""
+
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from detective.data import transforms, transforms_np
+from detective.data import transforms, transforms_np, views
+from detective.data.geometry import ViewSettings
 
 
 def noise(width: int, height: int, seed: int = 0) -> np.ndarray:
@@ -58,3 +61,36 @@ def test_eval_transform_gives_the_torch_transforms_pixels(size, image_size, crop
     theirs = transforms.eval_transform(image_size, crop_fraction)(torch.from_numpy(image).permute(2, 0, 1))
     assert ours.shape == (image_size, image_size, 3) and ours.dtype == np.uint8
     assert np.array_equal(ours, theirs.permute(1, 2, 0).numpy())
+
+
+def as_torch(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) pixels as `load_image` gives them: (3, H, W) on the same memory."""
+    return torch.from_numpy(image).permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("size", [(640, 480), (97, 200), (48, 48), (50, 41), (7, 5), (30, 90)])
+@pytest.mark.parametrize(("crop", "max_crops"), [(48, 8), (32, 1), (16, 100)])
+def test_grid_crops_are_the_torch_views_crops_padding_included(size, crop, max_crops):
+    image = noise(*size)
+    ours = transforms_np.grid_crops(image, crop, max_crops)
+    theirs = views.grid_crops(as_torch(image), crop, max_crops)
+    assert ours.shape == (len(theirs), crop, crop, 3) and ours.dtype == np.uint8
+    assert np.array_equal(ours, theirs.permute(0, 2, 3, 1).numpy())
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        ViewSettings(64, 0.875, "native", 48, 8, subject_head=True),
+        ViewSettings(64, 0.875, "native", 48, 8, subject_head=False),
+        ViewSettings(32, 1.0, "resized", 32, 1, subject_head=True),
+        ViewSettings(32, 1.0, "resized", 32, 1, subject_head=False),
+    ],
+)
+def test_eval_views_are_the_torch_views(settings):
+    image = noise(130, 70)
+    ours = transforms_np.eval_views(settings)(image)
+    theirs = views.eval_views(**asdict(settings))(as_torch(image))
+    assert [v is None for v in ours] == [v is None for v in theirs] == [not settings.takes_image, not settings.native]
+    for got, expected in zip(ours, theirs, strict=True):
+        assert got is None or np.array_equal(np.moveaxis(got, -1, -3), expected.numpy())

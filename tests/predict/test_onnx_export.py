@@ -10,10 +10,10 @@ import onnxruntime
 import pytest
 import torch
 
-from detective.predict import onnx_export
+from detective.predict import onnx_export, onnx_runtime
 from detective.predict.cli import main
 from detective.predict.onnx_export import ExportError, export_onnx
-from detective.predict.onnx_runtime import INPUT, METADATA_KEY, OUTPUTS
+from detective.predict.onnx_runtime import CROPS, IMAGES, METADATA_KEY, SOURCE, SUBJECT
 
 pytestmark = pytest.mark.slow  # exports a trained checkpoint
 
@@ -24,23 +24,55 @@ def run(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_the_file_alone_holds_the_settings_and_takes_uint8_images_in_any_batch(onnx_model, responsive_checkpoint):
+def _settings(model: onnx.ModelProto) -> dict:
+    return json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
+
+
+def _dims(value: onnx.ValueInfoProto) -> list:
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def test_the_file_alone_holds_the_settings_and_takes_both_views_in_any_batch(onnx_model, responsive_checkpoint):
     hp = torch.load(responsive_checkpoint, weights_only=True)["hyper_parameters"]
     model = onnx.load(onnx_model)
-    settings = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
-    assert settings["format"] == 1 and settings["backbone"] == "mobilenet_v2"
-    for key in ("subjects", "image_size", "crop_fraction", "threshold", "mean", "std"):
+    settings = _settings(model)
+    assert settings["format"] == 2 and settings["backbone"] == "mobilenet_v2" and settings["subject_head"] is True
+    keys = ("subjects", "image_size", "crop_fraction", "source_view", "source_crop", "source_crops", "threshold")
+    for key in (*keys, "mean", "std"):
         assert settings[key] == pytest.approx(list(hp[key]) if isinstance(hp[key], tuple) else hp[key])
-    (image_input,) = model.graph.input
-    dims = [d.dim_param or d.dim_value for d in image_input.type.tensor_type.shape.dim]
-    assert image_input.name == INPUT and image_input.type.tensor_type.elem_type == onnx.TensorProto.UINT8
-    assert dims == ["batch", 3, 64, 64] and [o.name for o in model.graph.output] == list(OUTPUTS)
+    assert [(i.name, _dims(i)) for i in model.graph.input] == [
+        (IMAGES, ["batch", 3, 64, 64]),
+        (CROPS, ["crops", 3, 48, 48]),
+    ]
+    assert all(i.type.tensor_type.elem_type == onnx.TensorProto.UINT8 for i in model.graph.input)
+    assert [(o.name, _dims(o)) for o in model.graph.output] == [(SUBJECT, ["batch", 3]), (SOURCE, ["crops"])]
     session = onnxruntime.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
-    for batch in (1, 5):
-        images = np.random.default_rng(batch).integers(0, 256, (batch, 3, 64, 64), dtype=np.uint8)
-        subjects, ai = session.run(list(OUTPUTS), {INPUT: images})
-        assert subjects.shape == (batch, 3) and ai.shape == (batch,)
-        assert np.allclose(subjects.sum(axis=1), 1, atol=1e-6) and ((ai > 0) & (ai < 1)).all()  # probabilities
+    rng = np.random.default_rng(0)
+    for batch, crops in ((1, 1), (5, 2), (2, 9)):  # as many crops as images, fewer, more
+        feeds = {
+            IMAGES: rng.integers(0, 256, (batch, 3, 64, 64), dtype=np.uint8),
+            CROPS: rng.integers(0, 256, (crops, 3, 48, 48), dtype=np.uint8),
+        }
+        subjects, logits = session.run([SUBJECT, SOURCE], feeds)
+        assert subjects.shape == (batch, 3) and logits.shape == (crops,)
+        assert np.allclose(subjects.sum(axis=1), 1, atol=1e-6)  # probabilities
+
+
+@pytest.mark.parametrize(
+    ("kind", "view", "inputs", "outputs"),
+    [
+        ("resized", "resized", {IMAGES: ["batch", 3, 64, 64]}, {SUBJECT: ["batch", 3], SOURCE: ["batch"]}),
+        ("source-only", "native", {CROPS: ["crops", 3, 48, 48]}, {SOURCE: ["crops"]}),
+    ],
+)
+def test_a_model_takes_only_the_views_its_heads_read(kind, view, inputs, outputs, exported):
+    model = onnx.load(exported(kind))
+    assert {i.name: _dims(i) for i in model.graph.input} == inputs
+    assert {o.name: _dims(o) for o in model.graph.output} == outputs
+    settings = _settings(model)
+    assert settings["subject_head"] is (SUBJECT in outputs) and settings["source_view"] == view
+    assert settings["subject_head"] or settings["subjects"] == []
+    assert settings["inputs"].startswith(next(iter(inputs))) and settings["outputs"].startswith(next(iter(outputs)))
 
 
 def test_cli_export_writes_the_model_and_says_so(responsive_checkpoint, tmp_path):
@@ -49,7 +81,10 @@ def test_cli_export_writes_the_model_and_says_so(responsive_checkpoint, tmp_path
     assert (code, err) == (0, "") and destination.is_file()
     settings = json.loads({p.key: p.value for p in onnx.load(destination).metadata_props}[METADATA_KEY])
     assert settings["threshold"] == 0.7  # --threshold replaces the calibrated one in the exported settings
-    assert out.startswith(f"wrote {destination}: 3 subjects, 64 px, settings from {responsive_checkpoint}; agrees ")
+    assert out.startswith(
+        f"wrote {destination}: 3 subjects at 64 px, source head on native 48 px crops (up to 8), settings from "
+        f"{responsive_checkpoint}; agrees "
+    )
     assert out.endswith(f"predict with: predict.py IMAGE --checkpoint {destination}\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # nothing left aside
 
@@ -77,6 +112,19 @@ def test_a_copy_that_disagrees_with_the_net_is_refused_and_not_written(responsiv
     destination = tmp_path / "model.onnx"
     with pytest.raises(ExportError, match=r"model\.onnx: the exported model disagrees with the checkpoint's net"):
         export_onnx(responsive_checkpoint, destination)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_check_judges_images_through_their_crops(responsive_checkpoint, tmp_path, monkeypatch):
+    """An ONNX side that scored each image by its first crop alone, not the mean of its crops, is caught."""
+    mean = onnx_runtime.ai_probabilities
+
+    def first_crop(logits, owner):
+        return mean(logits[np.unique(owner, return_index=True)[1]], np.arange(int(owner.max()) + 1))
+
+    monkeypatch.setattr(onnx_runtime, "ai_probabilities", first_crop)
+    with pytest.raises(ExportError, match="disagrees with the checkpoint's net"):
+        export_onnx(responsive_checkpoint, tmp_path / "model.onnx")
     assert list(tmp_path.iterdir()) == []
 
 

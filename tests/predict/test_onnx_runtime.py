@@ -11,6 +11,7 @@ import onnx
 import pytest
 from PIL import Image
 
+from detective.data.geometry import ViewSettings
 from detective.predict.cli import main
 from detective.predict.discover import CheckpointError
 from detective.predict.onnx_runtime import METADATA_KEY, OnnxPredictor
@@ -38,8 +39,9 @@ def _pixels(width: int, height: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[Path]:
-    """Several kinds and sizes: smaller and larger than the crop (64, from 73), odd sizes, both orientations, a big
-    JPEG decoded at reduced scale, grayscale, transparency, 16-bit, a palette GIF."""
+    """Several kinds and sizes: smaller and larger than the eval crop (64, from 73) and than the native crop (48),
+    odd sizes, both orientations, a big JPEG (decoded at reduced scale for the downscaled view, whole for native
+    crops, of which it has more than the 8 judged), grayscale, transparency, 16-bit, a palette GIF."""
     folder = tmp_path_factory.mktemp("kinds")
     rgb = lambda w, h, seed: Image.fromarray(_pixels(w, h, seed))  # noqa: E731
     kinds = {
@@ -68,11 +70,26 @@ def onnx_predictor(onnx_model):
     return OnnxPredictor.from_file(onnx_model, device="cpu")
 
 
-def test_same_pixels_subjects_and_probabilities_as_the_pytorch_path(torch_predictor, onnx_predictor, images):
-    for path in images:  # the numpy twin of the eval transform gives the very same pixels
-        assert np.array_equal(onnx_predictor.load(path), torch_predictor.load(path).permute(1, 2, 0).numpy()), path
+def _channels_first(array: np.ndarray | None) -> np.ndarray | None:
+    """A numpy view, (..., H, W, 3), in the torch views' layout (..., 3, H, W)."""
+    return None if array is None else np.moveaxis(array, -1, -3)
+
+
+@pytest.mark.parametrize("kind", ["native", "resized", "source-only"])
+def test_same_views_subjects_and_probabilities_as_the_pytorch_path(kind, responsive, exported, images):
+    torch_predictor = Predictor.from_checkpoint(responsive(kind), device="cpu")
+    onnx_predictor = OnnxPredictor.from_file(exported(kind), device="cpu")
+    crops = []
+    for path in images:  # the numpy twins of the eval views give the very same pixels
+        ours, theirs = onnx_predictor.load(path), torch_predictor.load(path)
+        for got, expected in zip(ours, theirs, strict=True):
+            assert (got is None) == (expected is None), path
+            assert got is None or np.array_equal(_channels_first(got), expected.numpy()), path
+        crops.append(0 if ours[1] is None else len(ours[1]))
+    if kind != "resized":  # grids of several crops, up to the cap; one (padded) for the image smaller than the crop
+        assert crops == [6, 8, 6, 1, 4, 2, 6, 4, 6], crops
     n = len(torch_predictor.subjects)
-    expected = torch_predictor.predict(images, batch_size=4, top_k=n)
+    expected = torch_predictor.predict(images, batch_size=4, top_k=n)  # batches of images with unequal crop counts
     got = onnx_predictor.predict(images, batch_size=4, top_k=n)
     assert all(isinstance(r, Prediction) for r in expected + got)
     ai = [r.ai_probability for r in expected]
@@ -81,14 +98,19 @@ def test_same_pixels_subjects_and_probabilities_as_the_pytorch_path(torch_predic
     for e, g in zip(expected, got, strict=True):
         assert (g.path, g.subject, g.is_ai, g.threshold) == (e.path, e.subject, e.is_ai, e.threshold)
         assert [s for s, _ in g.top_k] == [s for s, _ in e.top_k]
-        subject_diff = max(subject_diff, *(abs(p - q) for (_, p), (_, q) in zip(g.top_k, e.top_k, strict=True)))
+        subject_diff = max(subject_diff, *(abs(p - q) for (_, p), (_, q) in zip(g.top_k, e.top_k, strict=True)), 0)
         ai_diff = max(ai_diff, abs(g.ai_probability - e.ai_probability))
-    print(f"\nONNX vs PyTorch, {len(images)} images: subject probabilities {subject_diff:.1e}, AI {ai_diff:.1e}")
+    if kind == "source-only":
+        assert all(r.subject is None and r.top_k == [] for r in got)
+    subjects = f"subjects {subject_diff:.1e}" if n else "no subject head"
+    spread = max(ai) - min(ai)
+    print(f"\nONNX vs PyTorch, {kind}, {len(images)} images: {subjects}, AI {ai_diff:.1e} (spread {spread:.2f})")
     assert subject_diff <= PARITY and ai_diff <= PARITY
 
 
 def test_settings_come_from_the_file_and_threshold_can_be_overridden(onnx_predictor, onnx_model, images):
-    assert onnx_predictor.subjects == ["cat", "dog", "owl"] and onnx_predictor.min_side == 73
+    assert onnx_predictor.subjects == ["cat", "dog", "owl"]
+    assert onnx_predictor.view_settings == ViewSettings(64, 0.875, "native", 48, 8, subject_head=True)
     everything_ai = OnnxPredictor.from_file(onnx_model, threshold=0.0).predict(images[:3])
     assert all(r.is_ai and r.threshold == 0.0 for r in everything_ai)
     with pytest.raises(ValueError, match="between 0 and 1"):
@@ -105,11 +127,12 @@ def test_bad_inputs_fail_in_place_as_in_the_pytorch_path(onnx_predictor, torch_p
 def test_cli_gives_the_pytorch_paths_output_statuses_and_errors(responsive_checkpoint, onnx_model, images, tmp_path):
     notes = tmp_path / "notes.jpg"
     notes.write_text("not an image")
-    args = [*map(str, images[:3]), "missing.jpg", str(notes), "--json", "--top-k", "3"]
+    args = [*map(str, images[:3]), "missing.jpg", str(notes), "--json", "--top-k", "3", "--uncertain", "0.3"]
     code, out, err = run(*args, "--checkpoint", str(onnx_model))
     torch_code, torch_out, torch_err = run(*args, "--checkpoint", str(responsive_checkpoint))
     assert code == torch_code == 1 and err == torch_err
     assert err.count("predict.py: error: ") == 2 and "missing.jpg" in err
+    assert any(json.loads(line).get("uncertain") for line in out.splitlines())  # the band is applied
     for line, torch_line in zip(out.splitlines(), torch_out.splitlines(), strict=True):
         assert _flat(json.loads(line)) == pytest.approx(_flat(json.loads(torch_line)), abs=PARITY)
 
@@ -179,7 +202,7 @@ def _with_settings(onnx_model: Path, path: Path, **changes) -> Path:
 
 def test_a_model_of_another_format_or_without_its_settings_asks_for_a_new_export(onnx_model, tmp_path):
     newer = _with_settings(onnx_model, tmp_path / "newer.onnx", format=99)
-    with pytest.raises(CheckpointError, match=r"newer\.onnx: model format 99, this detective reads format 1; export"):
+    with pytest.raises(CheckpointError, match=r"newer\.onnx: model format 99, this detective reads format 2; export"):
         OnnxPredictor.from_file(newer)
     partial = _with_settings(onnx_model, tmp_path / "partial.onnx", subjects=None, threshold=None)
     with pytest.raises(CheckpointError, match=r"partial\.onnx: its settings lack subjects, threshold; export it again"):
