@@ -45,8 +45,8 @@ from detective.predict.onnx_runtime import (
 
 OPSET = 17
 TOLERANCE = 1e-5  # on probabilities; float rounding between the two runtimes is about 1e-7
-# The check's images as (width, height) in crops: several crops, fewer than one (padded), exactly one. Three images,
-# another batch size than the export's example, so the batch axes must be dynamic.
+# The check's images as (width, height) in crops: a grid of several, a column of two narrower than the crop (padded),
+# exactly one. Three images, another batch size than the export's example, so the batch axes must be dynamic.
 CHECK_SIZES = ((2.1, 1.3), (0.6, 1.2), (1.0, 1.0))
 
 
@@ -101,6 +101,7 @@ def export_onnx(checkpoint: str | Path, destination: str | Path, threshold: floa
     hp = info.hparams if threshold is None else {**info.hparams, "threshold": check_threshold(threshold)}
     views = ViewSettings.from_hparams(hp)
     net = info.build_net()
+    # In eval mode: the exporter puts the wrapper back in the mode it found it in, and with it the net the check runs.
     proto = onnx.load_from_string(_traced_onnx(Graph(net, views).eval(), views))
     settings = {
         "format": FORMAT_VERSION,
