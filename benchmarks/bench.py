@@ -436,13 +436,14 @@ def bench_train(quick: bool) -> list[Row]:
 
 
 def bench_predict(repeats: int) -> tuple[list[Row], dict[str, Any]]:
-    from bench_predict import run_benchmark
+    from bench_predict import ONNX_COLD, run_benchmark
 
     print("predict.py cold start (bench_predict) ...", flush=True)
     result = run_benchmark(repeats=repeats)
     cold = result["cold_start_s"]
     rows = [
         Row("predict.py one.jpg, cold", cold["predict.py one.jpg"], cold["import torch, torchvision"], "s"),
+        Row("predict.py one.jpg, ONNX model, cold", cold[ONNX_COLD], cold["import torch, torchvision"], "s"),
         Row(
             "predict (decode+model)",
             result["throughput_img_s"]["pipeline"],

@@ -4,9 +4,11 @@
 
 Without --checkpoint it trains a tiny one (one epoch at 224 px through `detective.train.run.train`, like the tests),
 and it writes 200 deterministic JPEGs of several sizes (phone photos, 4032x3024, included) once into
-benchmarks/results/. Cold starts are fresh processes, the variants interleaved and the median taken, because the
-machine is shared and noisy. Prints a table, writes benchmarks/results/predict.json; `run_benchmark` returns the
-same figures for other tools.
+benchmarks/results/. The checkpoint is also exported to ONNX (`predict.py --export`), which predict.py then runs
+with onnxruntime and no torch. Cold starts are fresh processes, the variants interleaved and the median taken,
+because the machine is shared and noisy; they may keep bytecode caches, as any install does, even where
+PYTHONDONTWRITEBYTECODE is set (every process would otherwise compile every module it imports, torch's included).
+Prints a table, writes benchmarks/results/predict.json; `run_benchmark` returns the same figures for other tools.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -28,6 +31,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 # (width, height): phone photos both ways, camera/screen sizes, web sizes.
+ONNX_COLD = "predict.py one.jpg --checkpoint model.onnx"  # the cold-start row of the ONNX export
 SIZES = ((4032, 3024), (3024, 4032), (1920, 1080), (1600, 1200), (1280, 960), (1024, 768), (800, 600), (640, 480))
 
 
@@ -77,14 +81,18 @@ def make_checkpoint(workdir: Path) -> Path:
     return workdir / "run" / "checkpoints" / "best.ckpt"
 
 
+_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # bytecode caches, as installed
+
+
 def _seconds(code: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(code, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(code, cwd=REPO, env=_ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
-def cold_starts(checkpoint: Path, image: Path, repeats: int) -> dict[str, float]:
-    """Median seconds of fresh processes, interleaved: the torch+torchvision floor, torch alone, and predict.py."""
+def cold_starts(checkpoint: Path, onnx_model: Path, image: Path, repeats: int) -> dict[str, float]:
+    """Median seconds of fresh processes, interleaved: the torch+torchvision floor, torch alone, and predict.py with
+    the checkpoint, with its ONNX export, and through torchvision."""
     py = sys.executable
     full_path = (  # predict.py as it would be if it built the net through DetectiveNet (torchvision)
         "import detective.predict.checkpoint as c, sys; b = c.CheckpointInfo.build_net; "
@@ -96,10 +104,12 @@ def cold_starts(checkpoint: Path, image: Path, repeats: int) -> dict[str, float]
         "import torch, torchvision": [py, "-c", "import torch, torchvision"],
         "import torch": [py, "-c", "import torch"],
         "predict.py one.jpg": [py, str(REPO / "predict.py"), *args],
+        ONNX_COLD: [py, str(REPO / "predict.py"), str(image), "--checkpoint", str(onnx_model), "--device", "cpu"],
         "predict.py, full path (torchvision)": [py, "-c", full_path, *args],
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
-    _seconds(variants["predict.py one.jpg"])  # warm the file cache once, for every variant alike
+    for cmd in variants.values():  # warm the file and bytecode caches once, for every variant alike
+        _seconds(cmd)
     for _ in range(repeats):
         for name, cmd in variants.items():
             times[name].append(_seconds(cmd))
@@ -107,42 +117,52 @@ def cold_starts(checkpoint: Path, image: Path, repeats: int) -> dict[str, float]
 
 
 def throughput(
-    checkpoint: Path, images: list[Path], batch_size: int, device: str, repeats: int, threads: int | None = None
+    checkpoint: Path,
+    onnx_model: Path,
+    images: list[Path],
+    batch_size: int,
+    device: str,
+    repeats: int,
+    threads: int | None = None,
 ) -> dict[str, float]:
-    """Images per second: the bare forward on ready uint8 batches vs `Predictor.predict` on the JPEG files.
+    """Images per second: the bare forward on one batch's ready views vs `Predictor.predict` on the JPEG files, and
+    the ONNX export's `OnnxPredictor.predict` (numpy transform, onnxruntime) on the same files.
 
-    `threads` sets torch's CPU threads for both (default: torch's own choice).
+    `threads` sets torch's and onnxruntime's CPU threads (default: each library's own choice).
     """
     import torch
 
+    from detective.predict.onnx_runtime import OnnxPredictor
     from detective.predict.predictor import Predictor
 
     if threads:
         torch.set_num_threads(threads)
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    size = predictor.load(Image.new("RGB", (8, 8))).shape[-1]
-    batch = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
+    onnx_predictor = OnnxPredictor.from_file(onnx_model, device=device, threads=threads)
+    ready = [predictor.load(path) for path in images[:batch_size]]  # one batch's views, decoded once
     n_batches = math.ceil(len(images) / batch_size)
 
     def bare() -> float:
         start = time.perf_counter()
         for _ in range(n_batches):
-            predictor.predict_tensors(batch)
+            predictor.predict_views(ready)
         if predictor.device.type == "cuda":
             torch.cuda.synchronize()
         return n_batches * batch_size / (time.perf_counter() - start)
 
-    def pipeline() -> float:
+    def pipeline(chosen: Any = predictor) -> float:
         start = time.perf_counter()
-        results = predictor.predict(images, batch_size=batch_size)
+        results = chosen.predict(images, batch_size=batch_size)
         assert all(hasattr(r, "subject") for r in results), "a benchmark image failed to decode"
         return len(images) / (time.perf_counter() - start)
 
-    predictor.predict(images[:batch_size], batch_size=batch_size)  # warm-up: allocator, kernels, file cache
-    runs: dict[str, list[float]] = {"bare": [], "pipeline": []}
+    for warm in (predictor, onnx_predictor):  # warm-up: allocator, kernels, file cache
+        warm.predict(images[:batch_size], batch_size=batch_size)
+    runs: dict[str, list[float]] = {"bare": [], "pipeline": [], "pipeline_onnx": []}
     for _ in range(repeats):
         runs["bare"].append(bare())
         runs["pipeline"].append(pipeline())
+        runs["pipeline_onnx"].append(pipeline(onnx_predictor))
     return {name: statistics.median(v) for name, v in runs.items()}
 
 
@@ -155,11 +175,14 @@ def run_benchmark(
     threads: int | None = None,
 ) -> dict[str, Any]:
     """All figures as one dict (also what predict.json holds)."""
+    from detective.predict.onnx_export import export_onnx
+
     images = make_images(Path(image_dir))
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(checkpoint) if checkpoint else make_checkpoint(Path(tmp))
-        cold = cold_starts(ckpt, images[0], repeats)
-        speed = throughput(ckpt, images, batch_size, device, max(3, repeats // 2), threads)
+        onnx_model = export_onnx(ckpt, Path(tmp) / "model.onnx").path
+        cold = cold_starts(ckpt, onnx_model, images[0], repeats)
+        speed = throughput(ckpt, onnx_model, images, batch_size, device, max(3, repeats // 2), threads)
     floor = cold["import torch, torchvision"]
     return {
         "cold_start_s": cold,
@@ -177,12 +200,13 @@ def run_benchmark(
 def print_table(r: dict[str, Any]) -> None:
     print(f"\nCold single-image start (median of {r['repeats']} fresh processes, interleaved)")
     for name, t in r["cold_start_s"].items():
-        print(f"  {name:<38} {t:7.2f} s  {r['cold_start_vs_floor'][name]:5.2f}x floor")
+        print(f"  {name:<44} {t:7.2f} s  {r['cold_start_vs_floor'][name]:5.2f}x floor")
     s = r["throughput_img_s"]
     threads = r["torch_threads"] or "default"
     print(f"\nThroughput, {r['images']} JPEGs, batch {r['batch_size']}, {r['device']}, torch threads {threads}")
-    print(f"  {'bare model forward':<38} {s['bare']:7.1f} img/s")
-    print(f"  {'predict (decode + transform + model)':<38} {s['pipeline']:7.1f} img/s  {r['throughput_ratio']:.0%}")
+    print(f"  {'bare model forward':<44} {s['bare']:7.1f} img/s")
+    print(f"  {'predict (decode + transform + model)':<44} {s['pipeline']:7.1f} img/s  {r['throughput_ratio']:.0%}")
+    print(f"  {'predict, ONNX model (onnxruntime)':<44} {s['pipeline_onnx']:7.1f} img/s")
 
 
 def main() -> None:

@@ -59,3 +59,100 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+# Checkpoints whose answers depend on the image, and their ONNX exports, for comparing prediction paths.
+RESPONSIVE = {  # hyperparameters of the one-epoch checkpoint changed for the comparisons
+    # The eval transform resizes to 73, crops 64: both steps do work.
+    "image_size": 64,
+    "crop_fraction": 0.875,
+    # Native crops smaller than most test images, so an image is judged on a grid of them (up to 8; more cover
+    # the larger ones), and larger than some, which are padded.
+    "source_crop": 48,
+    "source_crops": 8,
+}
+RESPONSIVE_KINDS = {  # the three kinds of model: native crops, the original's downscaled view, no subject head
+    "native": {"source_view": "native"},
+    "resized": {"source_view": "resized"},
+    "source-only": {"source_view": "native", "subjects": []},
+}
+
+
+@pytest.fixture(scope="session")
+def responsive(trained_checkpoint: Path, tiny_tree: Path, tmp_path_factory) -> Callable[[str], Path]:
+    """`responsive(kind)`: the one-epoch checkpoint with the `RESPONSIVE` settings, the kind's (`RESPONSIVE_KINDS`),
+    and its BatchNorm statistics re-estimated on the tiny tree's views, made once per session.
+
+    One epoch from scratch leaves BatchNorm statistics from two steps, with which the net gives every image the
+    same answer, so two prediction paths would agree whatever they did to the pixels. With the statistics
+    re-estimated, its answers move with the pixels (resizing with Pillow's filter, one level off in 2% of the values
+    here, moves its probabilities by up to 9e-3), so agreement to 1e-4 means the same pixels and the same net."""
+    made: dict[str, Path] = {}
+
+    def get(kind: str) -> Path:
+        if kind not in made:
+            path = tmp_path_factory.mktemp(f"responsive-{kind}") / "best.ckpt"
+            made[kind] = _responsive(trained_checkpoint, tiny_tree, path, **RESPONSIVE, **RESPONSIVE_KINDS[kind])
+        return made[kind]
+
+    return get
+
+
+def _responsive(trained: Path, tree: Path, path: Path, **changes: object) -> Path:
+    """`trained` with its hyperparameters changed and BatchNorm re-estimated on `tree`, saved at `path`; without
+    subjects, the subject head's weights are dropped, as a source-only run has none."""
+    from dataclasses import asdict
+
+    import torch
+    from torch import nn
+
+    from detective.data.dataset import collate_views
+    from detective.data.geometry import ViewSettings
+    from detective.data.transforms import load_image
+    from detective.data.views import eval_views
+    from detective.model.net import DetectiveNet
+    from detective.predict.checkpoint import NET_PREFIX
+
+    raw = torch.load(trained, map_location="cpu", weights_only=True)
+    hparams = {**raw["hyper_parameters"], **changes}
+    net = DetectiveNet.from_hparams(hparams)
+    state = {k[len(NET_PREFIX) :]: v for k, v in raw["state_dict"].items() if k.startswith(NET_PREFIX)}
+    net.load_state_dict({k: v for k, v in state.items() if net.subject_head or not k.startswith("subject_head.")})
+    views = eval_views(**asdict(ViewSettings.from_hparams(hparams)))
+    batch = collate_views(*zip(*(views(load_image(p)) for p in sorted(tree.rglob("*.png"))), strict=True))
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over what the backbone sees: images and crops alike
+    with torch.no_grad():
+        net.train()(*batch)
+    raw["hyper_parameters"] = hparams
+    raw["state_dict"] = {NET_PREFIX + k: v for k, v in net.eval().state_dict().items()}
+    torch.save(raw, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def responsive_checkpoint(responsive: Callable[[str], Path]) -> Path:
+    """The native-crop kind, with a subject head: what training makes by default."""
+    return responsive("native")
+
+
+@pytest.fixture(scope="session")
+def exported(responsive: Callable[[str], Path], tmp_path_factory) -> Callable[[str], Path]:
+    """`exported(kind)`: `responsive(kind)` exported as `predict.py --export` does it, once per session."""
+    from detective.predict.onnx_export import export_onnx
+
+    made: dict[str, Path] = {}
+
+    def get(kind: str) -> Path:
+        if kind not in made:
+            made[kind] = export_onnx(responsive(kind), tmp_path_factory.mktemp(f"onnx-{kind}") / "model.onnx").path
+        return made[kind]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def onnx_model(exported: Callable[[str], Path]) -> Path:
+    return exported("native")

@@ -15,11 +15,12 @@ from detective.data.audit import AuditReport, audit, format_report
 from detective.data.augment import AugmentConfig, source_train_transform, train_transform
 from detective.data.cache import DecodedCache, default_cache_dir
 from detective.data.dataset import ImageDataset, collate_skip_failed
+from detective.data.geometry import check_source_view
 from detective.data.labels import LabelRule
 from detective.data.scan import ScanResult, scan_folder
 from detective.data.split import stratified_split
 from detective.data.transforms import resize_size
-from detective.data.views import check_source_view, eval_views
+from detective.data.views import eval_views
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,8 @@ A decoded image becomes a uint8 (3, H, W) tensor in channels_last memory (`load_
 batched; normalisation to the backbone's mean/std happens once per batch inside the model. Resizing is torch's
 antialiased bilinear for uint8 images, which agrees with Pillow's to one level of 255 in about 1% of pixels and is
 2-5x faster (its vectorised channels_last kernel; README "Speed"). This module imports only Pillow, numpy and torch,
-so the prediction path pays for nothing else.
+so the prediction path pays for nothing else. Sizes and boxes come from `geometry`, which `transforms_np` (the
+torch-free twin used with ONNX models) shares.
 """
 
 from __future__ import annotations
@@ -16,16 +17,8 @@ import torch
 from PIL import Image
 from torch.utils.data import get_worker_info
 
+from detective.data.geometry import DEFAULT_CROP_FRACTION, center_box, resize_size, shorter_side_size
 from detective.data.images import ImageSource, load_rgb_array
-
-DEFAULT_CROP_FRACTION = 0.875  # torchvision's ImageNet recipe: resize to 256, crop 224
-
-
-def resize_size(image_size: int, crop_fraction: float = DEFAULT_CROP_FRACTION) -> int:
-    """Shorter side to resize to before center-cropping `image_size`."""
-    if not 0 < crop_fraction <= 1:
-        raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction}")
-    return round(image_size / crop_fraction)
 
 
 def load_image(source: ImageSource, min_side: int | None = None) -> torch.Tensor:
@@ -63,10 +56,7 @@ def resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def resize_shorter(image: torch.Tensor, size: int) -> torch.Tensor:
     """Resize so the shorter side is `size`, keeping the aspect ratio."""
     h, w = image.shape[-2:]
-    if min(w, h) == size:
-        return image
-    scale = size / min(w, h)
-    return resize(image, max(size, round(h * scale)), max(size, round(w * scale)))
+    return image if min(w, h) == size else resize(image, *shorter_side_size(h, w, size))
 
 
 def crop(image: torch.Tensor, left: int, top: int, width: int, height: int) -> torch.Tensor:
@@ -74,8 +64,8 @@ def crop(image: torch.Tensor, left: int, top: int, width: int, height: int) -> t
 
 
 def center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = image.shape[-2:]
-    return crop(image, (w - size) // 2, (h - size) // 2, size, size)
+    top, left = center_box(*image.shape[-2:], size)
+    return crop(image, left, top, size, size)
 
 
 def stack_channels_last(images: Sequence[torch.Tensor]) -> torch.Tensor:

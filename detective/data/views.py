@@ -4,8 +4,8 @@ Generators leave their traces at the pixel level (upsampling grids, spectral pea
 blends neighbouring pixels and wipes most of them out, and one downscaled view shows little of a large image. So the
 source head looks at `crop` x `crop` pixels copied out of the decoded image: one at a random place per training step,
 and at validation, test and prediction a grid of up to `max_crops` crops spread evenly over the whole image, whose
-source logits are averaged (`detective.model.net.mean_by_owner`). `crop_grid` is pure arithmetic, so every
-prediction path (torch or not) crops the same places.
+source logits are averaged (`detective.model.net.mean_by_owner`). The grid (`geometry.crop_grid`) and the choice of
+views (`geometry.ViewSettings`) are pure arithmetic, so every prediction path (torch or not) crops the same places.
 
 An image smaller than the crop is padded with zeros on the right and bottom rather than upscaled: padding adds no
 interpolation trace of its own, and the zero border is the same for real and AI images.
@@ -13,7 +13,6 @@ interpolation trace of its own, and the zero border is the same for real and AI 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -21,46 +20,10 @@ from functools import partial
 import torch
 from torch.nn import functional as F
 
-from detective.data.transforms import eval_transform, resize_size
+from detective.data.geometry import ViewSettings, crop_grid
+from detective.data.transforms import eval_transform
 
 View = Callable[[torch.Tensor], torch.Tensor]
-
-SOURCE_VIEWS = (
-    "native",
-    "resized",
-)  # data.source_view: native crops, or the subject's downscaled view (the original's)
-
-
-def check_source_view(view: str) -> str:
-    if view not in SOURCE_VIEWS:
-        raise ValueError(f"unknown data.source_view {view!r}: use one of {', '.join(SOURCE_VIEWS)}")
-    return view
-
-
-def _positions(length: int, crop: int, count: int) -> list[int]:
-    """`count` offsets from 0 to `length - crop`, evenly spaced (centred when one)."""
-    span = max(length - crop, 0)
-    if count == 1:
-        return [span // 2]
-    return [round(i * span / (count - 1)) for i in range(count)]
-
-
-def grid_shape(width: int, height: int, crop: int, max_crops: int) -> tuple[int, int]:
-    """(columns, rows) of the crop grid: enough to cover the image when `max_crops` allows, else the largest grid
-    within `max_crops` whose shape follows the image's aspect ratio."""
-    if max_crops < 1:
-        raise ValueError(f"data.source_crops must be at least 1, got {max_crops}")
-    cols, rows = max(1, math.ceil(width / crop)), max(1, math.ceil(height / crop))
-    if cols * rows <= max_crops:
-        return cols, rows
-    cols = min(cols, max(1, round(math.sqrt(max_crops * width / height))), max_crops)
-    return cols, min(rows, max(1, max_crops // cols))
-
-
-def crop_grid(width: int, height: int, crop: int, max_crops: int) -> list[tuple[int, int]]:
-    """(left, top) of every crop of the evaluation grid, row by row."""
-    cols, rows = grid_shape(width, height, crop, max_crops)
-    return [(left, top) for top in _positions(height, crop, rows) for left in _positions(width, crop, cols)]
 
 
 def pad_to(image: torch.Tensor, crop: int) -> torch.Tensor:
@@ -110,11 +73,11 @@ def eval_views(
 ) -> Views:
     """The views validation, testing and prediction take (one definition for all three); training swaps in its
     random `image_view` and `source_train_view`."""
-    native = check_source_view(source_view) == "native"
+    settings = ViewSettings(image_size, crop_fraction, source_view, source_crop, source_crops, subject_head)
     image = None
-    if subject_head or not native:
+    if settings.takes_image:
         image = image_view or eval_transform(image_size, crop_fraction)
     source = None
-    if native:
+    if settings.native:
         source = source_train_view or partial(grid_crops, crop=source_crop, max_crops=source_crops)
-    return Views(image, source, None if native else resize_size(image_size, crop_fraction))
+    return Views(image, source, settings.decode_side)

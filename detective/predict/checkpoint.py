@@ -17,14 +17,11 @@ import torch
 
 from detective.commands import command
 from detective.model.net import DetectiveNet
+from detective.predict.discover import CheckpointError  # torch-free, for the ONNX path too; importable from here
 from detective.predict.lite import build_lite_net
 
 REQUIRED_HPARAMS = ("subjects", "image_size", "crop_fraction", "mean", "std", "threshold")
 NET_PREFIX = "net."
-
-
-class CheckpointError(ValueError):
-    """The file is missing or is not a detective checkpoint; the message names it and the fix."""
 
 
 @dataclass(frozen=True)

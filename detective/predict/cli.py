@@ -1,7 +1,9 @@
-"""`predict.py` / `detective-predict`: parse, find the inputs and the checkpoint, predict, print.
+"""`predict.py` / `detective-predict`: parse, find the inputs and the checkpoint, predict, print; or export the
+checkpoint's net to ONNX.
 
 Parsing, `--help` and input errors cost no torch import: the predictor is imported only once there is
-something to predict. Exit status: 0 all predicted, 1 some inputs failed, 2 usage or checkpoint error.
+something to predict, and with an exported `.onnx` model torch is never imported. Exit status: 0 all predicted,
+1 some inputs failed, 2 usage or checkpoint error.
 """
 
 from __future__ import annotations
@@ -12,13 +14,23 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from detective.commands import command, program_name
-from detective.predict.discover import CHECKPOINT_PATTERNS, default_output_root, expand_inputs, newest_checkpoint
+from detective.predict.discover import (
+    CHECKPOINT_PATTERNS,
+    CheckpointError,
+    default_output_root,
+    expand_inputs,
+    is_onnx,
+    newest_checkpoint,
+)
 from detective.predict.perturb import Perturbation, parse_perturbation
 from detective.predict.results import Failure
 from detective.progress import ProgressBar
+
+if TYPE_CHECKING:
+    from detective.predict.batching import BatchPredictor
 
 OK, SOME_FAILED, USAGE = 0, 1, 2
 
@@ -29,12 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Say what each image shows and whether it is a real photo or AI generated.",
         epilog="Exit status: 0 all images predicted, 1 some could not be read, 2 usage or checkpoint error.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files, folders (recursive) or globs")
+    parser.add_argument("inputs", nargs="*", metavar="IMAGE", help="image files, folders (recursive) or globs")
     parser.add_argument(
         "--checkpoint",
         type=Path,
-        help=f"a best.ckpt from train.py (default: the newest under ${{DETECTIVE_OUTPUT:-outputs}}/"
-        f"{{{','.join(CHECKPOINT_PATTERNS)}}})",
+        help=f"a best.ckpt from train.py, or a model.onnx from --export, predicted with onnxruntime and no torch "
+        f"(default: the newest best.ckpt under ${{DETECTIVE_OUTPUT:-outputs}}/{{{','.join(CHECKPOINT_PATTERNS)}}})",
+    )
+    parser.add_argument(
+        "--export",
+        type=Path,
+        metavar="MODEL.onnx",
+        help="write the checkpoint's net, with its settings, as an ONNX model that --checkpoint then takes "
+        "(predicts nothing; needs `pip install 'detective[onnx]'`)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per image (JSON Lines)")
     parser.add_argument("--top-k", type=_positive, default=3, help="subjects listed in --json output (default 3)")
@@ -50,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads",
         type=_positive,
-        help="torch CPU threads (default: 1 for a single image, where more only add start-up and contention; "
-        "else torch's default)",
+        help="CPU threads of torch, or of onnxruntime with an .onnx model (default: 1 for a single image, where "
+        "more only add start-up and contention; else the library's default)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     parser.add_argument(
@@ -82,7 +101,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     out, err = stdout or sys.stdout, stderr or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_evaluation_args(parser, args)
+    check_args(parser, args)
 
     def error(message: str) -> None:
         print(f"{parser.prog}: error: {message}", file=err, flush=True)
@@ -97,6 +116,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         return USAGE
     if args.checkpoint is None:
         print(f"{parser.prog}: using the newest checkpoint, {checkpoint}", file=err, flush=True)
+    if args.export is not None:
+        return export(checkpoint, args.export, args.threshold, out, error)
     if args.evaluate:
         return evaluate(args, checkpoint, out, err, error)
 
@@ -107,23 +128,17 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         return SOME_FAILED
 
     from detective.memory import reusing_freed_memory
-    from detective.predict.checkpoint import CheckpointError  # imports torch: only now there is work to do
-    from detective.predict.predictor import Predictor
+    from detective.predict.onnx_runtime import MissingExtraError
 
+    single = len(inputs.files) == 1
     try:
-        predictor = Predictor.from_checkpoint(
-            checkpoint, device=args.device, threshold=args.threshold, uncertain=args.uncertain
+        predictor = open_predictor(
+            checkpoint, args.device, args.threshold, args.uncertain, args.threads or (1 if single else None)
         )
-    except (CheckpointError, ValueError) as e:
+    except (CheckpointError, MissingExtraError, ValueError) as e:
         error(str(e))
         return USAGE
 
-    single = len(inputs.files) == 1
-    threads = args.threads or (1 if single else None)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     workers = 0 if single else args.workers
     progress = ProgressBar(len(inputs.files), err, unit=" images", enabled=not args.no_progress)
     failed = bool(inputs.errors)
@@ -144,18 +159,67 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     return SOME_FAILED if failed else OK
 
 
-def check_evaluation_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Evaluation options need --evaluate, and --evaluate needs exactly one folder (a usage error, exit 2)."""
+def open_predictor(
+    checkpoint: Path, device: str, threshold: float | None, uncertain: float, threads: int | None
+) -> BatchPredictor:
+    """onnxruntime's predictor for an exported `.onnx` model (torch never imported), else the PyTorch one."""
+    if is_onnx(checkpoint):
+        from detective.predict.onnx_runtime import OnnxPredictor
+
+        return OnnxPredictor.from_file(checkpoint, device, threshold, uncertain, threads)
+    import torch  # only now there is work to do
+
+    from detective.predict.predictor import Predictor
+
+    if threads:
+        torch.set_num_threads(threads)
+    return Predictor.from_checkpoint(checkpoint, device=device, threshold=threshold, uncertain=uncertain)
+
+
+def export(
+    checkpoint: Path, destination: Path, threshold: float | None, out: TextIO, error: Callable[[str], None]
+) -> int:
+    """`--export`: write the ONNX model (with `--threshold` in place of the calibrated one, if given) and say what
+    it holds; exit status 2 (nothing written) on any error."""
+    from detective.predict.onnx_runtime import MissingExtraError
+
+    if is_onnx(checkpoint):
+        error(f"--export takes a .ckpt written by train.py as --checkpoint, not {checkpoint}")
+        return USAGE
+    try:
+        from detective.predict.onnx_export import export_onnx  # imports torch
+
+        done = export_onnx(checkpoint, destination, threshold)
+    except (CheckpointError, MissingExtraError, ValueError) as e:
+        error(str(e))
+        return USAGE
+    print(
+        f"wrote {done.path}: {done.describe()}, settings from {checkpoint}; agrees with its PyTorch net to "
+        f"{done.max_difference:.1e}; predict with: {command('predict')} IMAGE --checkpoint {done.path}",
+        file=out,
+    )
+    return OK
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors (exit 2): --export names an .onnx file and takes no images, anything else needs images;
+    evaluation options need --evaluate, and --evaluate needs exactly one folder and a .ckpt."""
+    if args.export is None and not args.inputs:
+        parser.error("the following arguments are required: IMAGE (or --export MODEL.onnx)")
+    if args.export is not None and (args.inputs or args.evaluate or not is_onnx(args.export)):
+        parser.error("--export MODEL.onnx writes the model and predicts nothing: name it *.onnx, give no images")
     given = [name for name in ("perturb", "plots", "token") if getattr(args, name) is not None]
     if given and not args.evaluate:
         parser.error(f"--{given[0]} needs --evaluate")
     if args.evaluate and (len(args.inputs) != 1 or not Path(args.inputs[0]).expanduser().is_dir()):
         parser.error(f"--evaluate takes one folder of labelled images, got {' '.join(args.inputs)}")
+    if args.evaluate and args.checkpoint is not None and is_onnx(args.checkpoint):
+        parser.error("--evaluate reads the label rule saved in a .ckpt: give the checkpoint, not the ONNX export")
 
 
 def evaluate(args: argparse.Namespace, checkpoint: Path, out: TextIO, err: TextIO, error: Callable[[str], None]) -> int:
     """`--evaluate`: the report on stdout (one JSON object with --json), pictures with --plots."""
-    from detective.predict.checkpoint import CheckpointError, read_checkpoint
+    from detective.predict.checkpoint import read_checkpoint
     from detective.predict.evaluate import evaluate_folder, format_report, label_rule, write_plots
     from detective.predict.predictor import Predictor
 

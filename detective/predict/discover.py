@@ -1,4 +1,4 @@
-"""What `predict.py` works on: command-line inputs -> image files, and the default checkpoint.
+"""What `predict.py` works on: command-line inputs -> image files, and the checkpoint (the default one, its kind).
 
 Standard library only (plus the dataset's own idea of an image name), so it costs nothing at start-up.
 """
@@ -15,6 +15,16 @@ from detective.data.labels import IMAGE_EXTENSIONS, is_image_name
 CHECKPOINT_NAME = "best.ckpt"
 # Where train.py writes: <root>/runs/<id>/checkpoints/best.ckpt and <root>/multirun/<id>/<job>/checkpoints/best.ckpt.
 CHECKPOINT_PATTERNS = ("runs/*/checkpoints/" + CHECKPOINT_NAME, "multirun/*/*/checkpoints/" + CHECKPOINT_NAME)
+ONNX_SUFFIX = ".onnx"  # `predict.py --export` writes it; as --checkpoint it is predicted with onnxruntime, not torch
+
+
+class CheckpointError(ValueError):
+    """The file is missing or is not a detective checkpoint; the message names it and the fix."""
+
+
+def is_onnx(path: str | os.PathLike[str]) -> bool:
+    """An exported ONNX model rather than a Lightning checkpoint, by its name."""
+    return Path(path).suffix.lower() == ONNX_SUFFIX
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """What the predictor gives for each input: a `Prediction`, or a `Failure` saying why the input could not be read.
 
-Plain data, no torch: `predict.py` reports inputs it cannot find before it imports torch.
+Plain data, no torch: `predict.py` reports inputs it cannot find before it imports torch, and the PyTorch and the
+ONNX predictors share it, so both print and serialise alike.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@ import logging
 
 import torch
 
+from detective.data.geometry import crop_grid
 from detective.data.transforms import load_image
-from detective.data.views import crop_grid
 from tests.helpers import balanced_names, make_datamodule, write_image
 
 

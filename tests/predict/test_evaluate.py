@@ -322,6 +322,10 @@ def test_evaluation_options_are_usage_errors_without_evaluate_or_a_folder(tmp_pa
         ([str(tmp_path), str(tmp_path), "--evaluate"], "--evaluate takes one folder"),
         ([str(tmp_path), "--evaluate", "--perturb", "jpeg=0"], "not a valid jpeg value"),
         ([str(image), "--uncertain", "2"], "must be between 0 and 1"),
+        (
+            [str(tmp_path), "--evaluate", "--checkpoint", "model.onnx"],
+            "--evaluate reads the label rule saved in a .ckpt",
+        ),
     ):
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
