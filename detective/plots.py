@@ -189,3 +189,17 @@ def training_curves_plot(history: dict[str, list[tuple[int, float]]], path: str 
             ax.legend(fontsize="small")
     scores.set_ylim(0, 1.02)
     return _save(fig, path)
+
+
+def sweep_plot(numbers: dict[str, list[tuple[float, float]]], score: str, path: str | os.PathLike) -> Path:
+    """A sweep's monitored score against each swept numeric parameter (one panel per parameter)."""
+    fig = _figure(4.5 * len(numbers), 3.5)
+    for i, (name, points) in enumerate(sorted(numbers.items()), start=1):
+        ax = fig.add_subplot(1, len(numbers), i)
+        values, scores = zip(*points, strict=True)
+        ax.plot(values, scores, "o")
+        ax.set_xlabel(name)
+        ax.set_ylabel(score)
+        if min(values) > 0 and max(values) / min(values) >= 100:
+            ax.set_xscale("log")
+    return _save(fig, path)

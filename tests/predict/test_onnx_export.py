@@ -10,6 +10,7 @@ import onnxruntime
 import pytest
 import torch
 
+from detective.commands import command
 from detective.predict import onnx_export, onnx_runtime
 from detective.predict.cli import main
 from detective.predict.onnx_export import ExportError, export_onnx
@@ -85,7 +86,7 @@ def test_cli_export_writes_the_model_and_says_so(responsive_checkpoint, tmp_path
         f"wrote {destination}: 3 subjects at 64 px, source head on native 48 px crops (up to 8), settings from "
         f"{responsive_checkpoint}; agrees "
     )
-    assert out.endswith(f"predict with: predict.py IMAGE --checkpoint {destination}\n")
+    assert out.endswith(f"predict with: {command('predict')} IMAGE --checkpoint {destination}\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # nothing left aside
 
 

@@ -1,5 +1,6 @@
 """train.py as users run it: Hydra multirun through a subprocess, and 2-process CPU DDP."""
 
+import csv
 import subprocess
 import sys
 
@@ -30,6 +31,10 @@ def test_multirun_sweep_writes_one_folder_per_job(tiny_tree, tmp_path):
         assert info.hparams["source_weight"] == weights[-1]
     assert weights == [1.0, 2.0]
     assert done.stdout.count("Best checkpoint:") == 2
+    with open(sweep / "summary.csv", newline="") as f:  # the sweep's result at a glance, best first
+        summary = list(csv.DictReader(f))
+    assert sorted(r["overrides"] for r in summary) == ["model.source_weight=1.0", "model.source_weight=2.0"]
+    assert "Sweep summary (best first):" in done.stdout
 
 
 @pytest.mark.slow

@@ -1,0 +1,109 @@
+"""A sweep's result at a glance: after `train.py -m ...`, one row per job, best first, as a table and a CSV.
+
+A Hydra callback (`hydra.callbacks.sweep_summary` in `conf/hydra/default.yaml`) that reads what every job left in
+its own folder (its overrides, its metrics file), so it works whichever launcher ran the jobs, also when some
+failed. Columns: the job's overrides, its monitored score (the best epoch's, as checkpointing picked it) and the
+main test metrics of its best checkpoint. With matplotlib at hand, a plot of the score against each swept numeric
+parameter is written beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+TEST_COLUMNS = ("test/source_acc", "test/source_auroc", "test/subject_acc")
+CSV_NAME = "summary.csv"
+
+
+def job_row(job: Path, monitor: str, mode: str) -> dict[str, Any] | None:
+    """One job's overrides, best monitored score and test metrics; None for a folder that is not a finished job."""
+    overrides_file, metrics_file = job / ".hydra" / "overrides.yaml", job / "logs" / "metrics.csv"
+    if not overrides_file.is_file() or not metrics_file.is_file():
+        return None
+    overrides = yaml.safe_load(overrides_file.read_text()) or []
+    with open(metrics_file, newline="") as f:
+        rows = list(csv.DictReader(f))
+    scores = [float(r[monitor]) for r in rows if r.get(monitor)]
+    tests = [r for r in rows if any(r.get(c) for c in TEST_COLUMNS)]
+    row: dict[str, Any] = {"job": job.name, "overrides": " ".join(overrides)}
+    row[monitor] = (max if mode == "max" else min)(scores) if scores else math.nan
+    for column in TEST_COLUMNS:
+        row[column] = float(tests[-1][column]) if tests and tests[-1].get(column) else math.nan
+    return row
+
+
+def summarise(sweep_dir: Path, monitor: str, mode: str) -> list[dict[str, Any]]:
+    """Every job's row under `sweep_dir`, best monitored score first (jobs without a score last)."""
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    rows = [r for r in (job_row(job, monitor, mode) for job in jobs) if r is not None]
+    sign = -1 if mode == "max" else 1
+    return sorted(rows, key=lambda r: (math.isnan(r[monitor]), sign * r[monitor] if not math.isnan(r[monitor]) else 0))
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+    return path
+
+
+def format_table(rows: Sequence[dict[str, Any]], monitor: str) -> str:
+    columns = [monitor, *TEST_COLUMNS]
+    lines = ["Sweep summary (best first):", "  job  " + "".join(f"{c:>18}" for c in columns) + "  overrides"]
+    for r in rows:
+        lines.append(f"  {r['job']:<5}" + "".join(f"{r[c]:>18.4f}" for c in columns) + f"  {r['overrides']}")
+    return "\n".join(lines)
+
+
+def swept_numbers(rows: Sequence[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """`parameter -> [(value, score)]` for overrides whose values are numbers and differ between jobs."""
+    found: dict[str, list[tuple[str, float]]] = {}
+    for r in rows:
+        for override in r["overrides"].split():
+            key, _, value = override.partition("=")
+            found.setdefault(key, []).append((value, r["score"]))
+    numeric = {}
+    for key, pairs in found.items():
+        try:
+            points = [(float(v), s) for v, s in pairs]
+        except ValueError:
+            continue
+        if len({v for v, _ in points}) > 1:
+            numeric[key] = sorted(points)
+    return numeric
+
+
+class SweepSummary(Callback):
+    """At the end of a multirun: the summary table on the console, `summary.csv` (and `summary.png`) in the sweep
+    folder."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        monitor = str(config.callbacks.model_checkpoint.monitor)
+        mode = str(config.callbacks.model_checkpoint.get("mode", "min"))
+        rows = summarise(sweep_dir, monitor, mode) if sweep_dir.is_dir() else []
+        if not rows:
+            log.info("Sweep summary: no finished jobs under %s", sweep_dir)
+            return
+        log.info(format_table(rows, monitor))
+        written = [write_csv(rows, sweep_dir / CSV_NAME)]
+        numbers = swept_numbers([{**r, "score": r[monitor]} for r in rows])
+        if numbers:
+            from detective import plots  # matplotlib: only now, after the last job
+
+            written.append(plots.sweep_plot(numbers, monitor, sweep_dir / "summary.png"))
+        log.info("Written: %s", ", ".join(str(p) for p in written))
