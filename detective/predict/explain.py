@@ -126,32 +126,40 @@ def normalise(heat: Tensor) -> Tensor:
 def explain_image(predictor: Predictor, image: Tensor, prediction: Prediction) -> list[HeadMap]:
     """The heads' maps for a decoded uint8 (3, H, W) image and the prediction `predictor` made for it: the subject's
     (when the checkpoint has a subject head), then the source's."""
-    net, views = predictor.net, predictor.views
+    views = predictor.views
     unplaced = (views.image and not views.image_box) or (views.source and not views.source_boxes)
-    if not isinstance(net, DetectiveNet) or unplaced:
+    if not isinstance(predictor.net, DetectiveNet) or unplaced:
         raise ValueError("explaining needs a DetectiveNet and the evaluation views of its checkpoint")
-    height, width = image.shape[-2:]
     image_view, crops = (None if v is None else v.to(predictor.device) for v in views(image))
-    maps = []
-    if prediction.subject is not None and image_view is not None:
-        index = predictor.subjects.index(prediction.subject)
-        cams, _ = grad_cam(net, lambda: net(image_view[None])[0][:, index])
-        said = f"Object: {prediction.subject} ({prediction.subject_confidence:.1%})"
-        maps.append(_view_map("subject", cams, predictor, image, (said, _heat_note(prediction.subject))))
+    subject = [] if prediction.subject is None else [_subject_map(predictor, image, image_view, prediction)]
+    return [*subject, _source_map(predictor, image, image_view, crops, prediction)]
+
+
+def _subject_map(predictor: Predictor, image: Tensor, image_view: Tensor, prediction: Prediction) -> HeadMap:
+    index = predictor.subjects.index(prediction.subject)
+    cams, _ = grad_cam(predictor.net, lambda: predictor.net(image_view[None])[0][:, index])
+    said = f"Object: {prediction.subject} ({prediction.subject_confidence:.1%})"
+    return _view_map("subject", cams, predictor, image, (said, _heat_note(prediction.subject)))
+
+
+def _source_map(
+    predictor: Predictor, image: Tensor, image_view: Tensor | None, crops: Tensor | None, prediction: Prediction
+) -> HeadMap:
+    net = predictor.net
     sign = 1.0 if prediction.is_ai else -1.0  # the evidence for the side of the threshold the answer fell on
     answer = "AI generated" if prediction.is_ai else "real photo"
     said = f"Source: {prediction.source} (AI probability {prediction.ai_probability:.2f}, "
     said += f"threshold {prediction.threshold:.2f})"
     if crops is None:  # source_view=resized: the subject's view
         cams, _ = grad_cam(net, lambda: sign * net(image_view[None])[1])
-        return [*maps, _view_map("source", cams, predictor, image, (said, _heat_note(answer)))]
+        return _view_map("source", cams, predictor, image, (said, _heat_note(answer)))
     owner = torch.arange(len(crops), device=crops.device)  # each crop its own image: one logit per crop
     cams, scores = grad_cam(net, lambda: sign * net(None, crops, owner)[1])
-    boxes = views.source_boxes(width, height)
+    height, width = image.shape[-2:]
+    boxes = predictor.views.source_boxes(width, height)
     note = f"{_heat_note(answer)} per crop; boxes: each crop's own AI probability, red from the threshold"
     heat = normalise(paste(cams, boxes, height, width))
-    probabilities = torch.sigmoid(sign * scores).tolist()
-    return [*maps, HeadMap("source", heat, boxes, (said, note), probabilities, prediction.threshold)]
+    return HeadMap("source", heat, boxes, (said, note), torch.sigmoid(sign * scores).tolist(), prediction.threshold)
 
 
 def _view_map(head: str, cams: Tensor, predictor: Predictor, image: Tensor, caption: tuple[str, str]) -> HeadMap:
@@ -271,9 +279,9 @@ class Explainer:
             return Failure(prediction.path, str(err))
         except OSError as err:
             reason = f"{err.filename}: {err.strerror}" if err.strerror else str(err)
-            return Failure(
-                prediction.path, f"--explain: cannot write its picture ({reason}); free space or choose another folder"
-            )
+            message = f"{prediction.path}: cannot write its picture ({reason}); "
+            message += "free some space or choose another --explain folder"
+            return Failure(prediction.path, message)
         return dataclasses.replace(prediction, explain=files)
 
     def _unique_stem(self, stem: str) -> str:

@@ -264,6 +264,21 @@ def test_cli_explain_usage_errors(checkpoints, inputs, tmp_path, capsys):
     assert exit_info.value.code == 2 and "--explain goes with plain prediction" in capsys.readouterr().err
 
 
+def test_a_picture_that_cannot_be_written_fails_its_image_with_one_line(checkpoints, inputs, tmp_path, monkeypatch):
+    import detective.predict.explain
+
+    def full_disk(picture, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(detective.predict.explain, "write_png", full_disk)
+    code, out, err = run(str(inputs[2]), "--checkpoint", str(checkpoints["both"]), "--explain", str(tmp_path))
+    assert code == 1 and out == ""
+    assert err == (
+        f"predict.py: error: {inputs[2]}: cannot write its picture ({tmp_path / 'y.subject.png'}: No space left on "
+        "device); free some space or choose another --explain folder\n"
+    )
+
+
 def test_plain_prediction_imports_neither_matplotlib_nor_the_explainer(checkpoints, inputs, tmp_path):
     script = (
         "import io, sys\n"
