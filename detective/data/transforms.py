@@ -89,3 +89,14 @@ def eval_transform(
         return center_crop(resize_shorter(image, size), image_size)
 
     return transform
+
+
+def eval_box(width: int, height: int, image_size: int, crop_fraction: float) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the region of a `width` x `height` image that `eval_transform` keeps: its
+    arithmetic, mapped back to the image's pixels (for showing what the subject head saw)."""
+    size = resize_size(image_size, crop_fraction)
+    scale = size / min(width, height)
+    resized_w, resized_h = max(size, round(width * scale)), max(size, round(height * scale))
+    left, top = (resized_w - image_size) // 2, (resized_h - image_size) // 2
+    fx, fy = width / resized_w, height / resized_h
+    return round(left * fx), round(top * fy), round((left + image_size) * fx), round((top + image_size) * fy)

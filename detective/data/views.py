@@ -21,9 +21,17 @@ import torch
 from torch.nn import functional as F
 
 from detective.data.geometry import ViewSettings, crop_grid
-from detective.data.transforms import eval_transform
+from detective.data.transforms import eval_box, eval_transform
 
 View = Callable[[torch.Tensor], torch.Tensor]
+Box = tuple[int, int, int, int]  # (left, top, right, bottom) in the decoded image's pixels
+
+
+def crop_boxes(width: int, height: int, crop: int, max_crops: int) -> list[Box]:
+    """The boxes of the evaluation grid of a `width` x `height` image, row by row; they pass its right or bottom
+    edge where it is smaller than the crop (the zero padding)."""
+    padded_w, padded_h = max(width, crop), max(height, crop)
+    return [(x, y, x + crop, y + crop) for x, y in crop_grid(padded_w, padded_h, crop, max_crops)]
 
 
 def pad_to(image: torch.Tensor, crop: int) -> torch.Tensor:
@@ -36,9 +44,11 @@ def pad_to(image: torch.Tensor, crop: int) -> torch.Tensor:
 
 def grid_crops(image: torch.Tensor, crop: int, max_crops: int) -> torch.Tensor:
     """The evaluation grid of a uint8 (3, H, W) image as (K, 3, crop, crop)."""
-    image = pad_to(image, crop)
     h, w = image.shape[-2:]
-    return torch.stack([image[:, y : y + crop, x : x + crop] for x, y in crop_grid(w, h, crop, max_crops)])
+    image = pad_to(image, crop)
+    return torch.stack(
+        [image[:, top:bottom, left:right] for left, top, right, bottom in crop_boxes(w, h, crop, max_crops)]
+    )
 
 
 def random_crop_box(width: int, height: int, crop: int) -> tuple[int, int]:
@@ -51,11 +61,14 @@ def random_crop_box(width: int, height: int, crop: int) -> tuple[int, int]:
 @dataclass(frozen=True)
 class Views:
     """What the network gets of one decoded image: the downscaled `image` view (for the subject head, and for the
-    source head when it has no native crops) and the source head's native crops; either may be absent."""
+    source head when it has no native crops) and the source head's native crops; either may be absent. The evaluation
+    views also say where in a width x height image they lie, for showing what each head looked at."""
 
     image: View | None
     source: View | None
     decode_side: int | None  # the shorter side decoding may reduce a big JPEG to; None: full resolution
+    image_box: Callable[[int, int], Box] | None = None
+    source_boxes: Callable[[int, int], list[Box]] | None = None
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         return (self.image(image) if self.image else None), (self.source(image) if self.source else None)
@@ -74,10 +87,12 @@ def eval_views(
     """The views validation, testing and prediction take (one definition for all three); training swaps in its
     random `image_view` and `source_train_view`."""
     settings = ViewSettings(image_size, crop_fraction, source_view, source_crop, source_crops, subject_head)
-    image = None
+    image = image_box = None
     if settings.takes_image:
         image = image_view or eval_transform(image_size, crop_fraction)
-    source = None
+        image_box = None if image_view else partial(eval_box, image_size=image_size, crop_fraction=crop_fraction)
+    source = source_boxes = None
     if settings.native:
         source = source_train_view or partial(grid_crops, crop=source_crop, max_crops=source_crops)
-    return Views(image, source, settings.decode_side)
+        source_boxes = None if source_train_view else partial(crop_boxes, crop=source_crop, max_crops=source_crops)
+    return Views(image, source, settings.decode_side, image_box, source_boxes)

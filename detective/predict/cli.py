@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     parser.add_argument(
+        "--explain",
+        type=Path,
+        metavar="DIR",
+        help="also write why, per image: <name>.subject.png and <name>.source.png, heatmaps of where each head "
+        "found its evidence (Grad-CAM), with the source head's crops and their AI probabilities",
+    )
+    parser.add_argument(
         "--uncertain",
         type=_probability,
         default=0.0,
@@ -120,6 +127,9 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         return export(checkpoint, args.export, args.threshold, out, error)
     if args.evaluate:
         return evaluate(args, checkpoint, out, err, error)
+    if args.explain is not None and checkpoint.suffix == ".onnx":
+        error("--explain needs a .ckpt checkpoint")
+        return USAGE
 
     inputs = expand_inputs(args.inputs)
     for path, message in inputs.errors:
@@ -138,13 +148,23 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     except (CheckpointError, MissingExtraError, ValueError) as e:
         error(str(e))
         return USAGE
+    explain = None
+    if args.explain is not None:
+        from detective.predict.explain import Explainer  # brings matplotlib: only when asked for
+
+        try:
+            explain = Explainer(predictor, args.explain)
+        except OSError as e:
+            error(f"--explain {args.explain}: cannot create this folder ({e.strerror}); choose another")
+            return USAGE
 
     workers = 0 if single else args.workers
     progress = ProgressBar(len(inputs.files), err, unit=" images", enabled=not args.no_progress)
     failed = bool(inputs.errors)
     # Several files: batches reuse their memory instead of page-faulting it in again (glibc; ~1.3x on a folder).
     with reusing_freed_memory(enabled=not single):
-        for result in predictor.iter_predict(inputs.files, args.batch_size, args.top_k, workers):
+        results = predictor.iter_predict(inputs.files, args.batch_size, args.top_k, workers)
+        for result in explain(results) if explain else results:
             progress.clear()
             if isinstance(result, Failure):
                 failed = True
@@ -153,6 +173,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
                 print(json.dumps(result.as_dict()), file=out)
             else:
                 print(f"{result.path}  {result.describe()}", file=out)
+                for head, picture in (result.explain or {}).items():
+                    print(f"  {head} heatmap: {picture}", file=out)
             progress.advance()
     progress.clear()
     out.flush()
@@ -211,6 +233,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     given = [name for name in ("perturb", "plots", "token") if getattr(args, name) is not None]
     if given and not args.evaluate:
         parser.error(f"--{given[0]} needs --evaluate")
+    if args.evaluate and args.explain is not None:
+        parser.error("--explain goes with plain prediction, not --evaluate")
     if args.evaluate and (len(args.inputs) != 1 or not Path(args.inputs[0]).expanduser().is_dir()):
         parser.error(f"--evaluate takes one folder of labelled images, got {' '.join(args.inputs)}")
     if args.evaluate and args.checkpoint is not None and is_onnx(args.checkpoint):

@@ -24,6 +24,7 @@ class Prediction:
     is_ai: bool
     threshold: float
     uncertain: bool = False
+    explain: dict[str, str] | None = None  # with --explain: head ("subject", "source") -> the picture written
 
     @property
     def source(self) -> str:
@@ -50,6 +51,7 @@ class Prediction:
             "source": self.source,
             "threshold": self.threshold,
             "uncertain": self.uncertain,
+            **({"explain": self.explain} if self.explain is not None else {}),
         }
 
 

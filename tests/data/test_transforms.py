@@ -5,7 +5,15 @@ from PIL import Image
 
 from detective.data import augment
 from detective.data.augment import AugmentConfig, train_transform
-from detective.data.transforms import eval_transform, load_image, resize, resize_size, to_pil, to_uint8_tensor
+from detective.data.transforms import (
+    eval_box,
+    eval_transform,
+    load_image,
+    resize,
+    resize_size,
+    to_pil,
+    to_uint8_tensor,
+)
 
 
 def gradient(w: int, h: int) -> torch.Tensor:
@@ -46,6 +54,23 @@ def test_eval_transform_is_a_centered_crop():
     row = out[0, 32].float()
     assert 80 < row[0] < 100 and 150 < row[-1] < 175
     assert torch.equal(out, eval_transform(64, crop_fraction=0.5)(gradient(256, 128)))
+
+
+@pytest.mark.parametrize("size", [(250, 180), (120, 250), (200, 200), (50, 40)])
+def test_eval_box_is_the_region_the_eval_view_shows(size):
+    """Ramps whose value is the pixel's column (row): the view's first and last columns (rows) hold the values of the
+    box's edges, half a view pixel in, to within rounding."""
+    w, h = size
+    columns = to_uint8_tensor(Image.fromarray(np.arange(w, dtype=np.uint8)[None, :, None].repeat(h, 0).repeat(3, 2)))
+    rows = to_uint8_tensor(Image.fromarray(np.arange(h, dtype=np.uint8)[:, None, None].repeat(w, 1).repeat(3, 2)))
+    left, top, right, bottom = eval_box(w, h, 64, 0.875)
+    x_step, y_step = (right - left) / 64, (bottom - top) / 64  # image pixels per view pixel
+    across = eval_transform(64, 0.875)(columns)[0, 32].float()
+    down = eval_transform(64, 0.875)(rows)[0, :, 32].float()
+    assert across[0] == pytest.approx(left + x_step / 2 - 0.5, abs=1)
+    assert across[-1] == pytest.approx(right - x_step / 2 - 0.5, abs=1)
+    assert down[0] == pytest.approx(top + y_step / 2 - 0.5, abs=1)
+    assert down[-1] == pytest.approx(bottom - y_step / 2 - 0.5, abs=1)
 
 
 def test_resize_size():
