@@ -1,11 +1,9 @@
 """Faster forms of the model for the parts that do not learn: memory layout, a frozen, fused backbone, and
 BatchNorm's frozen statistics folded into the convolutions of a backbone that learns.
 
-Measured on a 2-core AVX-512 CPU, MobileNetV2 at batch 32, 224 px, float32 (benchmarks/bench.py): eager NCHW ~38
-img/s, channels_last ~65 img/s, the TorchScript form below ~175 img/s (BatchNorm folded into the convolutions, conv
-+ BatchNorm + ReLU6 fused by oneDNN). `torch.compile` (inductor, freezing) reached ~98 img/s there after a compile
-of tens of seconds, so the frozen backbone uses TorchScript. (All with glibc's default malloc; with
-`detective.memory.reusing_freed_memory`, as train.py runs, the trace reaches ~230 img/s, ~400 as a bf16 trace.)
+A frozen backbone runs as a TorchScript trace (BatchNorm folded, conv + BatchNorm + ReLU6 fused by oneDNN):
+`torch.compile` measured slower after a long compile (README "Speed" has the figures). `FastExecution` holds this
+execution state for `DetectiveNet`, so that net.py says only what the network is.
 TorchScript is deprecated in favour of torch.compile; if a future torch drops it, `trace_frozen` falls back to the
 eager module with a warning.
 """
@@ -13,8 +11,11 @@ eager module with a warning.
 from __future__ import annotations
 
 import copy
+import hashlib
 import warnings
 from collections.abc import Callable
+from functools import cached_property
+from typing import Any
 
 import torch
 from torch import Tensor, fx, nn
@@ -120,3 +121,106 @@ class _ConvBatchNorm(nn.Module):
             bias = bias + norm.bias
         weight = conv.weight * scale.view(-1, 1, 1, 1)
         return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+class FastExecution:
+    """How a net's backbone runs, apart from what the net is (mixed into `DetectiveNet`, which provides
+    `backbone`, `normalize`, `backbone_frozen` and `statistics_frozen`): the memory layout of weights and inputs,
+    the traced form of a frozen backbone, BatchNorm's frozen statistics folded into the convolutions, and the
+    features a frozen backbone remembers per image. None of it is saved: traces and features are rebuilt on use."""
+
+    backbone: nn.Module
+    backbone_frozen: bool
+    statistics_frozen: bool
+
+    def _init_execution(self) -> None:
+        self.memory_format = torch.contiguous_format
+        self.frozen_form = "eager"
+        self._frozen_trunks: dict[tuple[Any, ...], Callable[[Tensor], Tensor]] = {}
+        self.cache_features = False
+        self._feature_cache: dict[bytes, Tensor] = {}  # image digest -> features, while the backbone is frozen
+        self.register_load_state_dict_post_hook(_forget_frozen_state)  # loaded weights make traces and features stale
+
+    def set_speed(
+        self,
+        *,
+        channels_last: bool = True,
+        frozen_backbone: str = "jit",
+        compile: bool = False,
+        cache_features: bool = False,
+    ) -> FastExecution:
+        """How the net runs, not what it computes: the memory layout of weights and inputs, the form a frozen
+        backbone, or frozen BatchNorm statistics, run in ("jit" traces the one and folds the other into the
+        convolutions), `torch.compile` on the backbone, and whether a frozen
+        backbone's features are remembered per image (worth it when the same images come back every epoch, i.e.
+        without random augmentation; ~5 KB per image). Outputs agree with the plain net to float rounding."""
+        check_frozen_form(frozen_backbone)
+        # A compiled backbone serves the frozen phases too (TorchScript cannot trace a compiled module).
+        self.frozen_form = "eager" if compile else frozen_backbone
+        self.memory_format = memory_format(channels_last)
+        self.cache_features = cache_features
+        self.forget_frozen_state()
+        if compile:
+            self.backbone.compile()  # in place, so parameter names (and checkpoints) stay the plain net's
+        return self.to(memory_format=self.memory_format)
+
+    def forget_frozen_state(self) -> None:
+        """Drop traces and cached features: they describe the backbone's weights as they were."""
+        self._frozen_trunks.clear()
+        self._feature_cache.clear()
+
+    def features(self, x: Tensor) -> Tensor:
+        """Pooled backbone features [B, feature_dim]; a frozen backbone runs without autograd, in its fast form,
+        and with `cache_features` only for images it has not seen yet."""
+        if self.backbone_frozen and self.cache_features:
+            return self._remembered_features(x)
+        return self._computed_features(x)
+
+    def _remembered_features(self, x: Tensor) -> Tensor:
+        keys = [hashlib.blake2b(image.cpu().numpy().tobytes(), digest_size=16).digest() for image in x]
+        missing = [i for i, key in enumerate(keys) if key not in self._feature_cache]
+        if missing:
+            for i, f in zip(missing, self._computed_features(x[missing]), strict=True):
+                self._feature_cache[keys[i]] = f
+        return torch.stack([self._feature_cache[key] for key in keys])
+
+    def _computed_features(self, x: Tensor) -> Tensor:
+        x = self.normalize(x)
+        if self.backbone_frozen:
+            with torch.no_grad():
+                maps = self._frozen_trunk(x)(x)
+        elif self.statistics_frozen and self.frozen_form != "eager":
+            maps = self._folded_backbone(x)
+        else:
+            maps = self.backbone(x)
+        return F.adaptive_avg_pool2d(maps, 1).flatten(1)
+
+    def _frozen_trunk(self, x: Tensor) -> Callable[[Tensor], Tensor]:
+        """The frozen backbone in `frozen_form`, traced once per device, precision and layout; under autocast
+        (mixed precision) the trace is of a copy in the autocast dtype, as a trace bakes in one precision."""
+        if self.frozen_form == "eager":
+            return self.backbone
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        key = (x.device, dtype, self.memory_format)
+        if key not in self._frozen_trunks:
+            self._frozen_trunks[key] = trace_frozen(self.backbone, x, dtype)
+        return self._frozen_trunks[key]
+
+    @cached_property
+    def _folded_backbone(self) -> nn.Module:
+        """The backbone with BatchNorm folded into its convolutions (`fold_batchnorm`), for learning with frozen
+        statistics. It shares the backbone's modules, so it is built once; held outside the module tree (a cached
+        attribute), so state dicts and `parameters()` never list the backbone twice."""
+        return fold_batchnorm(self.backbone)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling (DDP spawn, deepcopy) leaves the traced trunks behind; they are rebuilt on first use."""
+        state = self.__dict__.copy()
+        state["_frozen_trunks"], state["_feature_cache"] = {}, {}
+        state.pop("_folded_backbone", None)
+        return state
+
+
+def _forget_frozen_state(net: FastExecution, incompatible_keys: Any) -> None:
+    net.forget_frozen_state()

@@ -8,19 +8,16 @@ nothing but pixels.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from itertools import chain
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from detective.constants import IMAGENET_MEAN, IMAGENET_STD
-from detective.model.fast import check_frozen_form, fold_batchnorm, memory_format, trace_frozen
+from detective.model.fast import FastExecution
 
 
 @dataclass(frozen=True)
@@ -62,8 +59,11 @@ CROP_CHUNK = 64  # crops per backbone call when judging without autograd
 ARCHITECTURE_KEYS = ("backbone", "shared", "subject_hidden", "source_hidden", "dropout", "mean", "std")
 
 
-class DetectiveNet(nn.Module):
+class DetectiveNet(FastExecution, nn.Module):
     """Backbone + global average pooling -> shared layer -> subject logits [B, S] and source logits [B].
+
+    What the network is lives here; how its backbone runs (memory layout, traced or folded forms, remembered
+    features) comes from `detective.model.fast.FastExecution`.
 
     `forward` takes images [B, 3, H, W], uint8 in [0, 255] or float in [0, 1]; the model scales and normalises
     them with `mean`/`std`. A source logit above 0 means "AI-generated".
@@ -97,13 +97,7 @@ class DetectiveNet(nn.Module):
         self.feature_dim = spec.feature_dim
         self.backbone_frozen = False
         self.statistics_frozen = False  # the backbone learns with BatchNorm's running statistics kept (eval mode)
-        # Speed settings, not architecture (see `set_speed`); the traced frozen trunks are rebuilt, never saved.
-        self.memory_format = torch.contiguous_format
-        self.frozen_form = "eager"
-        self._frozen_trunks: dict[tuple[Any, ...], Callable[[Tensor], Tensor]] = {}
-        self.cache_features = False
-        self._feature_cache: dict[bytes, Tensor] = {}  # image digest -> features, while the backbone is frozen
-        self.register_load_state_dict_post_hook(_forget_frozen_state)  # loaded weights make traces and features stale
+        self._init_execution()
         # Not persistent: mean/std are constructor arguments (hence hyperparameters), and the state dict holds
         # learned weights only.
         self.register_buffer("mean", torch.tensor([float(v) for v in mean]).view(1, 3, 1, 1), persistent=False)
@@ -130,34 +124,6 @@ class DetectiveNet(nn.Module):
             **{k: hparams[k] for k in ARCHITECTURE_KEYS if k in hparams},
         )
 
-    def set_speed(
-        self,
-        *,
-        channels_last: bool = True,
-        frozen_backbone: str = "jit",
-        compile: bool = False,
-        cache_features: bool = False,
-    ) -> DetectiveNet:
-        """How the net runs, not what it computes: the memory layout of weights and inputs, the form a frozen
-        backbone, or frozen BatchNorm statistics, run in (`detective.model.fast`: "jit" traces the one and folds the
-        other into the convolutions), `torch.compile` on the backbone, and whether a frozen
-        backbone's features are remembered per image (worth it when the same images come back every epoch, i.e.
-        without random augmentation; ~5 KB per image). Outputs agree with the plain net to float rounding."""
-        check_frozen_form(frozen_backbone)
-        # A compiled backbone serves the frozen phases too (TorchScript cannot trace a compiled module).
-        self.frozen_form = "eager" if compile else frozen_backbone
-        self.memory_format = memory_format(channels_last)
-        self.cache_features = cache_features
-        self.forget_frozen_state()
-        if compile:
-            self.backbone.compile()  # in place, so parameter names (and checkpoints) stay the plain net's
-        return self.to(memory_format=self.memory_format)
-
-    def forget_frozen_state(self) -> None:
-        """Drop traces and cached features: they describe the backbone's weights as they were."""
-        self._frozen_trunks.clear()
-        self._feature_cache.clear()
-
     def normalize(self, x: Tensor) -> Tensor:
         """uint8 [0, 255] or float [0, 1] images -> (x - mean) / std in the model's dtype and memory layout."""
         if x.ndim != 4 or x.shape[1] != 3:
@@ -166,58 +132,6 @@ class DetectiveNet(nn.Module):
         x = x.contiguous(memory_format=self.memory_format)  # on the uint8 batch: a quarter of the bytes to move
         # One multiply-add per pixel (x * 1/(scale*std) - mean/std): half the time of scaling, subtracting, dividing.
         return torch.addcmul(-self.mean / self.std, x.to(self.mean.dtype), 1.0 / (scale * self.std))
-
-    def features(self, x: Tensor) -> Tensor:
-        """Pooled backbone features [B, feature_dim]; a frozen backbone runs without autograd, in its fast form,
-        and with `cache_features` only for images it has not seen yet."""
-        if self.backbone_frozen and self.cache_features:
-            return self._remembered_features(x)
-        return self._computed_features(x)
-
-    def _remembered_features(self, x: Tensor) -> Tensor:
-        keys = [hashlib.blake2b(image.cpu().numpy().tobytes(), digest_size=16).digest() for image in x]
-        missing = [i for i, key in enumerate(keys) if key not in self._feature_cache]
-        if missing:
-            for i, f in zip(missing, self._computed_features(x[missing]), strict=True):
-                self._feature_cache[keys[i]] = f
-        return torch.stack([self._feature_cache[key] for key in keys])
-
-    def _computed_features(self, x: Tensor) -> Tensor:
-        x = self.normalize(x)
-        if self.backbone_frozen:
-            with torch.no_grad():
-                maps = self._frozen_trunk(x)(x)
-        elif self.statistics_frozen and self.frozen_form != "eager":
-            maps = self._folded_backbone(x)
-        else:
-            maps = self.backbone(x)
-        return F.adaptive_avg_pool2d(maps, 1).flatten(1)
-
-    def _frozen_trunk(self, x: Tensor) -> Callable[[Tensor], Tensor]:
-        """The frozen backbone in `frozen_form`, traced once per device, precision and layout; under autocast
-        (mixed precision) the trace is of a copy in the autocast dtype, as a trace bakes in one precision."""
-        if self.frozen_form == "eager":
-            return self.backbone
-        device = x.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
-        key = (x.device, dtype, self.memory_format)
-        if key not in self._frozen_trunks:
-            self._frozen_trunks[key] = trace_frozen(self.backbone, x, dtype)
-        return self._frozen_trunks[key]
-
-    @cached_property
-    def _folded_backbone(self) -> nn.Module:
-        """The backbone with BatchNorm folded into its convolutions (`fold_batchnorm`), for learning with frozen
-        statistics. It shares the backbone's modules, so it is built once; held outside the module tree (a cached
-        attribute), so state dicts and `parameters()` never list the backbone twice."""
-        return fold_batchnorm(self.backbone)
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickling (DDP spawn, deepcopy) leaves the traced trunks behind; they are rebuilt on first use."""
-        state = self.__dict__.copy()
-        state["_frozen_trunks"], state["_feature_cache"] = {}, {}
-        state.pop("_folded_backbone", None)
-        return state
 
     def heads(self, features: Tensor) -> tuple[Tensor | None, Tensor]:
         """Features [B, feature_dim] -> (subject logits [B, num_subjects] or None without a subject head,
@@ -283,10 +197,6 @@ def mean_by_owner(values: Tensor, owner: Tensor) -> Tensor:
     count = int(owner.max()) + 1 if len(owner) else 0
     sums = torch.zeros(count, dtype=values.dtype, device=values.device).index_add_(0, owner, values)
     return sums / torch.bincount(owner, minlength=count).to(values.dtype)
-
-
-def _forget_frozen_state(net: DetectiveNet, incompatible_keys: Any) -> None:
-    net.forget_frozen_state()
 
 
 def freeze_backbone(net: DetectiveNet) -> None:
