@@ -2,9 +2,9 @@
 
 A Hydra callback (`hydra.callbacks.sweep_summary` in `conf/hydra/default.yaml`) that reads what every job left in
 its own folder (its overrides, its metrics file), so it works whichever launcher ran the jobs, also when some
-failed. Columns: the job's overrides, its monitored score (the best epoch's, as checkpointing picked it) and the
-main test metrics of its best checkpoint. With matplotlib at hand, a plot of the score against each swept numeric
-parameter is written beside it.
+failed. Columns: the job's overrides (those the jobs differ in), its monitored score (the best epoch's, as
+checkpointing picked it) and the main test metrics of its best checkpoint; a plot of the score against each swept
+numeric parameter is written beside it.
 """
 
 from __future__ import annotations
@@ -47,8 +47,21 @@ def summarise(sweep_dir: Path, monitor: str, mode: str) -> list[dict[str, Any]]:
     """Every job's row under `sweep_dir`, best monitored score first (jobs without a score last)."""
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     rows = [r for r in (job_row(job, monitor, mode) for job in jobs) if r is not None]
+    swept = _varying([r["overrides"].split() for r in rows])
+    for r in rows:  # what the jobs differ in; the overrides they share say nothing about the ranking
+        r["overrides"] = " ".join(o for o in r["overrides"].split() if o.partition("=")[0] in swept)
     sign = -1 if mode == "max" else 1
     return sorted(rows, key=lambda r: (math.isnan(r[monitor]), sign * r[monitor] if not math.isnan(r[monitor]) else 0))
+
+
+def _varying(overrides: Sequence[Sequence[str]]) -> set[str]:
+    """Override keys whose values differ between jobs (all keys when there is one job)."""
+    values: dict[str, set[str]] = {}
+    for job in overrides:
+        for override in job:
+            key, _, value = override.partition("=")
+            values.setdefault(key, set()).add(value)
+    return {k for k, v in values.items() if len(v) > 1 or len(overrides) == 1}
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
