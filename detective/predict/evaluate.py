@@ -219,6 +219,8 @@ def slices(records: Sequence[Record], threshold: float, subjects: Sequence[str] 
     """`slice_metrics` per subject, file format, pixel-size bucket and JPEG-quality bucket."""
     out: dict[str, Any] = {}
     for name in SLICES:
+        if name == "subject" and not any(r.subject for r in records):
+            continue  # source-only data: there are no subjects to slice by
         groups: dict[str, list[Record]] = defaultdict(list)
         for r in records:
             groups[SLICE_KEYS[name](r)].append(r)
