@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from detective.train.config import compose_config
-from tests.helpers import balanced_names, train_overrides, write_tree
+from tests.helpers import balanced_names, random_checkpoint, responsive_copy, train_overrides, write_tree
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -92,44 +92,19 @@ def responsive(trained_checkpoint: Path, tiny_tree: Path, tmp_path_factory) -> C
     def get(kind: str) -> Path:
         if kind not in made:
             path = tmp_path_factory.mktemp(f"responsive-{kind}") / "best.ckpt"
-            made[kind] = _responsive(trained_checkpoint, tiny_tree, path, **RESPONSIVE, **RESPONSIVE_KINDS[kind])
+            made[kind] = responsive_copy(trained_checkpoint, tiny_tree, path, **RESPONSIVE, **RESPONSIVE_KINDS[kind])
         return made[kind]
 
     return get
 
 
-def _responsive(trained: Path, tree: Path, path: Path, **changes: object) -> Path:
-    """`trained` with its hyperparameters changed and BatchNorm re-estimated on `tree`, saved at `path`; without
-    subjects, the subject head's weights are dropped, as a source-only run has none."""
-    from dataclasses import asdict
-
-    import torch
-    from torch import nn
-
-    from detective.data.dataset import collate_views
-    from detective.data.geometry import ViewSettings
-    from detective.data.transforms import load_image
-    from detective.data.views import eval_views
-    from detective.model.net import DetectiveNet
-    from detective.predict.checkpoint import NET_PREFIX
-
-    raw = torch.load(trained, map_location="cpu", weights_only=True)
-    hparams = {**raw["hyper_parameters"], **changes}
-    net = DetectiveNet.from_hparams(hparams)
-    state = {k[len(NET_PREFIX) :]: v for k, v in raw["state_dict"].items() if k.startswith(NET_PREFIX)}
-    net.load_state_dict({k: v for k, v in state.items() if net.subject_head or not k.startswith("subject_head.")})
-    views = eval_views(**asdict(ViewSettings.from_hparams(hparams)))
-    batch = collate_views(*zip(*(views(load_image(p)) for p in sorted(tree.rglob("*.png"))), strict=True))
-    for module in net.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.momentum = None  # a plain average over what the backbone sees: images and crops alike
-    with torch.no_grad():
-        net.train()(*batch)
-    raw["hyper_parameters"] = hparams
-    raw["state_dict"] = {NET_PREFIX + k: v for k, v in net.eval().state_dict().items()}
-    torch.save(raw, path)
-    return path
+@pytest.fixture(scope="session")
+def untrained_checkpoint(tmp_path_factory) -> Path:
+    """Random weights with BatchNorm statistics from a few images (`responsive_copy`): answers that move with the
+    pixels, for comparing prediction paths, in a second rather than an epoch of training."""
+    folder = tmp_path_factory.mktemp("untrained")
+    tree = write_tree(folder / "images", [f"{i}.png" for i in range(6)], (64, 48))
+    return responsive_copy(random_checkpoint(folder / "random.ckpt", ["cat", "dog", "owl"]), tree, folder / "best.ckpt")
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from detective.train.config import compose_config, quick_run_overrides
@@ -62,3 +63,76 @@ def make_module(subjects=("cat", "dog", "owl"), *overrides: str, **kwargs):
     args = module_arguments(compose_config(["data.root=photos", "data.image_size=32", *overrides]))
     args.update(freeze_batchnorm=False, cache_features=False)
     return DetectiveModule(subjects=list(subjects), **{**args, **kwargs})
+
+
+def random_checkpoint(path: Path, subjects: list[str]) -> Path:
+    """A checkpoint file as train.py writes it (settings and `net.` weights), with random weights, 32 px views."""
+    import torch
+
+    from detective.model.net import DetectiveNet
+
+    hparams = {
+        "subjects": subjects,
+        "image_size": 32,
+        "crop_fraction": 1.0,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "threshold": 0.5,
+        "source_view": "native",
+        "source_crop": 32,
+        "source_crops": 4,
+        "shared": 16,
+        "subject_hidden": 8,
+        "source_hidden": 8,
+    }
+    torch.manual_seed(0)
+    net = DetectiveNet.from_hparams(hparams)
+    torch.save({"hyper_parameters": hparams, "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, path)
+    return path
+
+
+def assert_same_records(got: list[dict], want: list[dict], tolerance: float = 1e-5) -> None:
+    """`predict.py --json` records alike, path by path: the same keys and values, probabilities to `tolerance`."""
+    assert [g["path"] for g in got] == [w["path"] for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert g.keys() == w.keys(), g["path"]
+        top_k = [(t["subject"], pytest.approx(t["probability"], abs=tolerance)) for t in w.get("top_k", [])]
+        assert [(t["subject"], t["probability"]) for t in g.get("top_k", [])] == top_k, g["path"]
+        assert {k: v for k, v in g.items() if k != "top_k"} == {
+            k: pytest.approx(v, abs=tolerance) if isinstance(v, float) else v for k, v in w.items() if k != "top_k"
+        }, g["path"]
+
+
+def responsive_copy(trained: Path, tree: Path, path: Path, **changes: object) -> Path:
+    """`trained` with its hyperparameters changed and BatchNorm re-estimated on the PNGs under `tree`, saved at
+    `path`; without subjects, the subject head's weights are dropped, as a source-only run has none. Why: see the
+    `responsive` fixture."""
+    from dataclasses import asdict
+
+    import torch
+    from torch import nn
+
+    from detective.data.dataset import collate_views
+    from detective.data.geometry import ViewSettings
+    from detective.data.transforms import load_image
+    from detective.data.views import eval_views
+    from detective.model.net import DetectiveNet
+    from detective.predict.checkpoint import NET_PREFIX
+
+    raw = torch.load(trained, map_location="cpu", weights_only=True)
+    hparams = {**raw["hyper_parameters"], **changes}
+    net = DetectiveNet.from_hparams(hparams)
+    state = {k[len(NET_PREFIX) :]: v for k, v in raw["state_dict"].items() if k.startswith(NET_PREFIX)}
+    net.load_state_dict({k: v for k, v in state.items() if net.subject_head or not k.startswith("subject_head.")})
+    views = eval_views(**asdict(ViewSettings.from_hparams(hparams)))
+    batch = collate_views(*zip(*(views(load_image(p)) for p in sorted(tree.rglob("*.png"))), strict=True))
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over what the backbone sees: images and crops alike
+    with torch.no_grad():
+        net.train()(*batch)
+    raw["hyper_parameters"] = hparams
+    raw["state_dict"] = {NET_PREFIX + k: v for k, v in net.eval().state_dict().items()}
+    torch.save(raw, path)
+    return path

@@ -95,7 +95,8 @@ class BatchPredictor(ABC):
         """Predict each input in order; an input that cannot be read becomes a `Failure`, not an exception."""
         return list(self.iter_predict(images, batch_size, top_k, workers))
 
-    def _load_or_fail(self, image: ImageInput) -> Any:
+    def load_or_fail(self, image: ImageInput) -> Any:
+        """`load`, an unreadable input becoming its `Failure`."""
         try:
             return self.load(image)
         except ImageDecodeError as err:
@@ -104,13 +105,13 @@ class BatchPredictor(ABC):
     def _decoded(self, images: Iterable[ImageInput], workers: int, ahead: int) -> Iterator[tuple[ImageInput, Any]]:
         """(input, prepared input or failure) in order, decoded by `workers` threads at most `ahead` inputs ahead."""
         if workers < 1:
-            yield from ((image, self._load_or_fail(image)) for image in images)
+            yield from ((image, self.load_or_fail(image)) for image in images)
             return
         pending: deque[tuple[ImageInput, Future]] = deque()
         with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
             try:
                 for image in images:
-                    pending.append((image, pool.submit(self._load_or_fail, image)))
+                    pending.append((image, pool.submit(self.load_or_fail, image)))
                     if len(pending) > ahead:
                         image, future = pending.popleft()
                         yield image, future.result()

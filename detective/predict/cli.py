@@ -20,6 +20,7 @@ from detective.commands import command, program_name
 from detective.predict.discover import (
     CHECKPOINT_PATTERNS,
     CheckpointError,
+    Inputs,
     default_output_root,
     expand_inputs,
     is_onnx,
@@ -27,7 +28,7 @@ from detective.predict.discover import (
 )
 from detective.predict.perturb import Perturbation, parse_perturbation
 from detective.predict.results import Failure
-from detective.progress import ProgressBar
+from detective.progress import ProgressBar, is_terminal
 
 if TYPE_CHECKING:
     from detective.predict.batching import BatchPredictor
@@ -65,12 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     parser.add_argument("--batch-size", type=_positive, default=32)
-    parser.add_argument("--workers", type=int, default=None, help="image decoding threads (0: decode inline)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="image decoding threads; with --out, DataLoader worker processes per device (0: decode inline)",
+    )
     parser.add_argument(
         "--threads",
         type=_positive,
         help="CPU threads of torch, or of onnxruntime with an .onnx model (default: 1 for a single image, where "
-        "more only add start-up and contention; else the library's default)",
+        "more only add start-up and contention; with --out on CPUs, the cores shared among the processes; else the "
+        "library's default)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     parser.add_argument(
@@ -87,6 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BAND",
         help="say 'uncertain' instead of real/AI when the AI probability is less than BAND from the threshold",
     )
+    scale = parser.add_argument_group(
+        "many processes",
+        "predict a big folder through Lightning, one process per device, into JSON Lines shards; a rerun of the "
+        "same command finishes what a killed one left (README)",
+    )
+    scale.add_argument("--out", type=Path, metavar="DIR", help="write the records to DIR/part-<rank>-<n>.jsonl")
+    scale.add_argument("--devices", type=_positive, metavar="N", help="processes (devices) per machine (default 1)")
+    scale.add_argument(
+        "--accelerator",
+        choices=("auto", "cpu", "gpu", "cuda", "mps"),
+        help="what each process predicts on (default auto: a GPU where there is one)",
+    )
+    scale.add_argument("--num-nodes", type=_positive, metavar="N", help="machines, under torchrun or SLURM (default 1)")
+    scale.add_argument("--shard-size", type=_positive, metavar="N", help="records per shard (default 5000)")
     evaluation = parser.add_argument_group(
         "evaluation", "score the checkpoint on one labelled folder, labelled as training labels it (README)"
     )
@@ -132,6 +153,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         return USAGE
 
     inputs = expand_inputs(args.inputs)
+    if args.out is not None and inputs.files:
+        return predict_sharded(args, checkpoint, inputs, err, error)
     for path, message in inputs.errors:
         report_failure(Failure(path, message), args.json, out, error)
     if not inputs.files:
@@ -198,6 +221,57 @@ def open_predictor(
     return Predictor.from_checkpoint(checkpoint, device=device, threshold=threshold, uncertain=uncertain)
 
 
+def predict_sharded(
+    args: argparse.Namespace, checkpoint: Path, inputs: Inputs, err: TextIO, error: Callable[[str], None]
+) -> int:
+    """`--out`: predict through Lightning into shards, then say what the shards hold. Every process of the run
+    goes through here; only rank 0 reports."""
+    from detective.predict.batching import default_workers
+    from detective.predict.checkpoint import read_checkpoint
+
+    try:
+        read_checkpoint(checkpoint)  # a bad one: one line here rather than a traceback from every process
+    except CheckpointError as e:
+        error(str(e))
+        return USAGE
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from detective.predict.distributed import predict_to_shards
+    from detective.train.logs import configure_output
+
+    configure_output()
+    if rank_zero_only.rank == 0:  # from the launcher's environment: the other processes' lines would repeat it
+        for _, message in inputs.errors:
+            error(message)
+    try:
+        summary = predict_to_shards(
+            checkpoint,
+            inputs.files,
+            args.out,
+            devices=args.devices or 1,
+            accelerator=args.accelerator or "auto",
+            num_nodes=args.num_nodes or 1,
+            shard_size=args.shard_size or 5000,
+            workers=default_workers() if args.workers is None else args.workers,
+            progress=not args.no_progress and is_terminal(err),
+            batch_size=args.batch_size,
+            top_k=args.top_k,
+            threshold=args.threshold,
+            uncertain=args.uncertain,
+            threads=args.threads,
+        )
+    except MisconfigurationException as e:  # e.g. --accelerator gpu on a machine without one
+        error(f"{str(e).splitlines()[0]} (--accelerator {args.accelerator}, --devices {args.devices or 1})")
+        return USAGE
+    if summary is None:  # not rank 0: rank 0 reports for all
+        return OK
+    for failure in summary.failures:
+        error(failure.error)
+    print(f"{program_name('predict')}: {summary.describe()}", file=err, flush=True)
+    return OK if summary.complete and not inputs.errors else SOME_FAILED
+
+
 def export(
     checkpoint: Path, destination: Path, threshold: float | None, out: TextIO, error: Callable[[str], None]
 ) -> int:
@@ -237,6 +311,15 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--explain goes with plain prediction, not --evaluate")
     if args.evaluate and (len(args.inputs) != 1 or not Path(args.inputs[0]).expanduser().is_dir()):
         parser.error(f"--evaluate takes one folder of labelled images, got {' '.join(args.inputs)}")
+    scale = [name for name in ("devices", "accelerator", "num_nodes", "shard_size") if getattr(args, name) is not None]
+    if scale and args.out is None:
+        parser.error(f"--{scale[0].replace('_', '-')} needs --out DIR (predicting through Lightning into shards)")
+    if args.out is not None and (args.evaluate or args.explain is not None or args.export is not None):
+        parser.error("--out goes with plain prediction, not --evaluate, --explain or --export")
+    if args.out is not None and args.device != "auto":
+        parser.error("--out takes --accelerator and --devices, not --device")
+    if args.out is not None and args.checkpoint is not None and is_onnx(args.checkpoint):
+        parser.error("--out predicts with a .ckpt through Lightning, not with an ONNX export")
     if args.evaluate and args.checkpoint is not None and is_onnx(args.checkpoint):
         parser.error("--evaluate reads the label rule saved in a .ckpt: give the checkpoint, not the ONNX export")
 

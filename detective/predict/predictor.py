@@ -36,6 +36,7 @@ __all__ = [
     "pick_device",
 ]
 TensorViews = tuple[torch.Tensor | None, torch.Tensor | None]
+CollatedViews = tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]  # images, crops, owner
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -106,11 +107,15 @@ class Predictor(BatchPredictor):
     def score(self, loaded: Sequence[TensorViews], top_k: int) -> list[Scores]:
         return self.predict_views(loaded, top_k)
 
-    @torch.inference_mode()
     def predict_views(self, views: Sequence[TensorViews], top_k: int = 3) -> list[Scores]:
         """Views of several images -> per image: subjects by probability (top k; empty without a subject head)
         and the AI probability."""
-        images, crops, owner = collate_views(*zip(*views, strict=True))
+        return self.predict_batch(collate_views(*zip(*views, strict=True)), top_k)
+
+    @torch.inference_mode()
+    def predict_batch(self, batch: CollatedViews, top_k: int = 3) -> list[Scores]:
+        """`predict_views` of views already batched by `collate_views` (in a data loader's worker, say)."""
+        images, crops, owner = batch
         device = self.device
         subject_logits, source_logits = self.net(
             *(t.to(device) if t is not None else None for t in (images, crops, owner))

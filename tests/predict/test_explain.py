@@ -30,7 +30,7 @@ from detective.predict.explain import (
     write_png,
 )
 from detective.predict.predictor import Predictor
-from tests.helpers import REPO, write_image
+from tests.helpers import REPO, random_checkpoint, write_image
 
 SQUARE = (slice(76, 108), slice(100, 132))  # rows, columns of the bright square in a 160 x 128 black image
 
@@ -173,28 +173,6 @@ def test_render_heats_what_was_seen_dims_the_rest_and_captions_it(tmp_path):
 
 
 # --- predict.py --explain, with a randomly initialised checkpoint (no training) ---
-
-
-def random_checkpoint(path: Path, subjects: list[str]) -> Path:
-    """A checkpoint file as train.py writes it (settings and `net.` weights), with random weights, 32 px views."""
-    hparams = {
-        "subjects": subjects,
-        "image_size": 32,
-        "crop_fraction": 1.0,
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
-        "threshold": 0.5,
-        "source_view": "native",
-        "source_crop": 32,
-        "source_crops": 4,
-        "shared": 16,
-        "subject_hidden": 8,
-        "source_hidden": 8,
-    }
-    torch.manual_seed(0)
-    net = DetectiveNet.from_hparams(hparams)
-    torch.save({"hyper_parameters": hparams, "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
