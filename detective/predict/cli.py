@@ -2,8 +2,8 @@
 checkpoint's net to ONNX.
 
 Parsing, `--help` and input errors cost no torch import: the predictor is imported only once there is
-something to predict, and with an exported `.onnx` model torch is never imported. Exit status: 0 all predicted,
-1 some inputs failed, 2 usage or checkpoint error.
+something to predict, and with an exported `.onnx` model torch is never imported; Lightning only with `--out`
+(`distributed.py`). Exit status: 0 all predicted, 1 some inputs failed, 2 usage or checkpoint error.
 """
 
 from __future__ import annotations

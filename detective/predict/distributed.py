@@ -1,12 +1,12 @@
 """`predict.py BIG_DIR --devices N --out preds/`: a big folder predicted by several processes through Lightning,
 into JSON Lines shards (`shards.py`), resumable.
 
-Lightning launches the processes (spawned on one machine, or started by torchrun or SLURM) and places each on its
-device. Each process takes every N-th of the files still to do, decodes and batches them in DataLoader workers, and
-scores them with the very `Predictor` of the single-process path, so views, net and records are the same; its
-`ShardWriter` streams the records into its own shards. Nothing accumulates: records go to disk batch by batch, and
-Lightning keeps none (`return_predictions=False`; the loader yields whole batches, so Lightning has no batch
-sampler whose indices it would remember).
+Lightning launches the processes (on one machine by running the same command line again; or it joins those torchrun
+or SLURM started) and places each on its device. Each process takes every N-th of the files still to do, decodes and
+batches them in DataLoader workers, and scores them with the very `Predictor` of the single-process path, so views,
+net and records are the same; its `ShardWriter` streams the records into its own shards. Nothing accumulates:
+records go to disk batch by batch, and Lightning keeps none (`return_predictions=False`; the loader yields whole
+batches, so Lightning has no batch sampler whose indices it would remember).
 """
 
 from __future__ import annotations

@@ -83,8 +83,9 @@ class LoadedBatch(NamedTuple):
 class FileBatches(Dataset):
     """Consecutive batches of `files`, each decoded and collated when asked for (in a DataLoader worker).
 
-    Decoding goes through a `Predictor` of the checkpoint built in the process that decodes: workers may be spawned
-    (inside spawned DDP processes, on macOS), and only the file names and the checkpoint's path pickle cheaply."""
+    Decoding goes through a `Predictor` of the checkpoint built in the process that decodes: where workers are not
+    forked (macOS, Windows, Python 3.14's forkserver) the dataset is pickled, and file names and a path pickle
+    cheaply, where the net's views and weights would not."""
 
     def __init__(self, files: Sequence[str], batch_size: int, checkpoint: Path) -> None:
         self.files, self.batch_size, self.checkpoint = files, batch_size, checkpoint

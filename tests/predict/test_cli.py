@@ -127,6 +127,22 @@ def test_usage_errors_exit_2(images, capsys):
     assert "usage: predict.py" in capsys.readouterr().err
 
 
+def test_many_process_options_need_out_and_plain_prediction(images, tmp_path, capsys):
+    out = str(tmp_path / "preds")
+    cases = {
+        ("--devices", "2"): "--devices needs --out DIR",
+        ("--shard-size", "9"): "--shard-size needs --out DIR",
+        ("--out", out, "--device", "cpu"): "--out takes --accelerator and --devices, not --device",
+        ("--out", out, "--explain", out): "--out goes with plain prediction, not --evaluate, --explain or --export",
+        ("--out", out, "--checkpoint", "model.onnx"): "--out predicts with a .ckpt through Lightning",
+    }
+    for argv, message in cases.items():
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(images[0]), *argv])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "preds").exists()
+
+
 @pytest.mark.slow
 def test_predict_py_end_to_end_as_a_fresh_process(trained_checkpoint, images):
     cmd = [sys.executable, "predict.py", str(images[0]), "missing.jpg", "--checkpoint", str(trained_checkpoint)]
