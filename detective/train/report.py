@@ -9,8 +9,11 @@ import csv
 import logging
 import random
 import shlex
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from detective.commands import command
 from detective.data.datamodule import DetectiveDataModule
@@ -80,10 +83,31 @@ def write_pictures(best: str, datamodule: DetectiveDataModule, output_dir: Path)
     return written
 
 
+def log_pictures(pictures: Sequence[Path], loggers: Iterable[Any]) -> list[Any]:
+    """The pictures also into every logger that takes images (TensorBoard's `SummaryWriter.add_image`: its Images
+    tab), under `plots/<name>`; returns those loggers."""
+    from PIL import Image
+
+    takers = [logger for logger in loggers if hasattr(logger.experiment, "add_image")]
+    for logger in takers:
+        for picture in pictures:
+            with Image.open(picture) as image:
+                pixels = np.asarray(image.convert("RGB"))
+            logger.experiment.add_image(f"plots/{picture.stem}", pixels, dataformats="HWC")
+        logger.experiment.flush()
+    return takers
+
+
 def report(
-    metrics: dict[str, Any], best: str | None, datamodule: DetectiveDataModule, seed: int, output_dir: Path
+    metrics: dict[str, Any],
+    best: str | None,
+    datamodule: DetectiveDataModule,
+    seed: int,
+    output_dir: Path,
+    loggers: Iterable[Any] = (),
 ) -> None:
-    """Print the end-of-run summary for `best` (the checkpoint the test metrics come from), with its pictures."""
+    """Print the end-of-run summary for `best` (the checkpoint the test metrics come from), with its pictures, which
+    also go to the `loggers` that take images."""
     if best:
         show_held_out_prediction(best, datamodule, seed)
     if metrics:
@@ -93,6 +117,8 @@ def report(
         pictures = write_pictures(best, datamodule, output_dir)
         if pictures:
             log.info("\n".join(["\nPictures:", *(f"  {p}" for p in pictures)]))
+            for logger in log_pictures(pictures, loggers):
+                log.info(f"  (also in {type(logger).__name__}'s images, under plots/)")
         test = datamodule.splits.get("test")
         example = shlex.quote(str(test[0].path)) if test else "IMAGE"
         log.info(

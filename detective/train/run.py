@@ -167,5 +167,7 @@ def _fit_and_test(cfg: DictConfig) -> float | None:
     if cfg.get("test"):
         metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         if trainer.is_global_zero:
-            report(metrics[0] if metrics else {}, best, datamodule, cfg.seed, Path(cfg.paths.output_dir))
+            report(
+                metrics[0] if metrics else {}, best, datamodule, cfg.seed, Path(cfg.paths.output_dir), trainer.loggers
+            )
     return score
