@@ -8,6 +8,8 @@ from PIL import Image
 import detective.data.demo as demo
 from detective.data.demo import DEMO_SUBJECTS, MARKER_NAME, demo_root, make_demo_dataset
 from detective.data.labels import is_ai_name
+from detective.data.scan import scan_folder
+from detective.data.shortcut import shortcut_check
 
 SMALL = {"per_subject": 8, "image_size": 32}
 
@@ -84,6 +86,14 @@ def test_ai_trace_survives_jpeg(demo_set):
     assert np.mean(np.array(ai)[:, None] > np.array(real)[None, :]) > 0.95  # AUC of this one statistic
 
 
+def test_file_size_does_not_give_the_source_away(demo_set):
+    # The photographs' noise costs about as many JPEG bytes as the generator's grid: the audit's shortcut check (a
+    # classifier on metadata, bytes per pixel among it) must find nothing to learn from on the demo set.
+    check = shortcut_check(scan_folder(demo_set).samples)
+    assert check.auroc is not None and check.auroc < 0.75
+    assert check.feature_aurocs["bytes per pixel"] < 0.7
+
+
 def test_demo_root_uses_cache_dir_and_does_not_regenerate(tmp_path, monkeypatch):
     root = demo_root(1, cache_dir=tmp_path, **SMALL)
     assert root.parent == tmp_path and (root / MARKER_NAME).is_file()
@@ -154,5 +164,5 @@ def test_refuses_to_write_over_other_files(tmp_path):
 )
 def test_bad_parameters_fail_with_a_clear_message(tmp_path, kwargs):
     with pytest.raises(ValueError, match="demo "):
-        make_demo_dataset(tmp_path / "set", **kwargs)
+        make_demo_dataset(tmp_path / "set", **{**SMALL, **kwargs})
     assert not (tmp_path / "set").exists()

@@ -12,7 +12,7 @@ def test_no_data_root_means_the_demo_recipe_and_naming_one_leaves_it_out():
     assert demo_by_default(["data.root=~/photos"]) == ["data.root=~/photos"]
     assert demo_by_default(["experiment=frozen"]) == ["experiment=frozen"]
     demo, own = compose_config([]), compose_config(["data.root=photos"])
-    assert (demo.data.root, demo.data.image_size, demo.model.pretrained) == (None, 64, False)
+    assert (demo.data.root, demo.data.image_size, demo.model.pretrained) == (None, 48, False)
     assert (own.data.image_size, own.model.pretrained, own.model.freeze_epochs) == (224, True, 2)
 
 

@@ -1,4 +1,10 @@
-"""The demo recipe (`python train.py` with no arguments) learns both heads on its held-out test split."""
+"""The demo recipe (`python train.py` with no arguments) learns both heads on its held-out test split.
+
+The floors are what the recipe really reaches (README "The built-in demo data set"): over training seeds 1-3 the
+subject accuracy was 0.96, 0.95 and 0.70 (one seed in three starts slowly) and the source accuracy 0.997-1.0, so a
+run below them means the recipe or the data broke, not bad luck. The whole recipe runs here, as `python train.py`
+does, in about two minutes.
+"""
 
 import csv
 
@@ -7,8 +13,8 @@ import pytest
 from detective.train.config import compose_config
 from detective.train.run import train
 
-CHANCE_SUBJECT = 0.25  # four shapes
-CHANCE_SOURCE = 0.5
+SUBJECT_FLOOR = 0.60  # four shapes: chance is 0.25
+SOURCE_FLOOR = 0.95  # chance is 0.5
 
 
 def last_test_metrics(metrics_csv):
@@ -22,7 +28,6 @@ def test_demo_recipe_learns_subject_and_source(tmp_path, capsys, caplog):
     metrics = last_test_metrics(tmp_path / "logs" / "metrics.csv")
     with capsys.disabled():
         print(f"\ndemo recipe, test split: { {k: round(v, 3) for k, v in sorted(metrics.items())} }")
-    assert metrics["test/subject_acc"] >= CHANCE_SUBJECT + 0.12
-    assert metrics["test/source_acc"] >= CHANCE_SOURCE + 0.2
-    assert metrics["test/source_auroc"] >= 0.8
+    assert metrics["test/subject_acc"] >= SUBJECT_FLOOR
+    assert metrics["test/source_acc"] >= SOURCE_FLOOR
     assert "Object:" in caplog.text  # the run ends with a held-out prediction

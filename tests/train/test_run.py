@@ -37,7 +37,7 @@ def test_checkpoint_holds_plain_values_only(trained_checkpoint):
     [
         (["data.source_view=resized", "data.augment.crop=center", "data.augment.flip=false"], True),
         (["data.source_view=resized", "data.augment.crop=center"], False),  # flips
-        (["data.augment.crop=center", "data.augment.flip=false"], False),  # native crops are drawn at random
+        (["data.source_view=native", "data.augment.crop=center", "data.augment.flip=false"], False),  # random crops
         ([], False),
     ],
 )
