@@ -4,7 +4,8 @@
                                               [--checkpoint best.ckpt] [--work /tmp/detective-sharded]
 
 Writes `--images` 64x64 JPEGs once under --work (not in the repository). Without --checkpoint it saves the demo
-recipe's net (64 px view, native 64 px crops) with random weights: prediction costs what a trained one's does.
+recipe's net at 64 px with native crops (64 px view, native 64 px crops) with random weights: prediction costs
+what a trained one's does.
 Then, with the same command line each time (timings are whole processes, start-up included):
 
 1. a full run into a fresh folder, sampling every process's resident memory (the launching process, the other
@@ -58,14 +59,15 @@ def write_images(folder: Path, count: int) -> list[str]:
 
 
 def demo_checkpoint(path: Path) -> Path:
-    """The demo recipe's net and settings (`experiment=demo`), random weights, saved as train.py saves them."""
+    """A 64 px two-view net (the demo recipe at 64 px with native crops, as README's figures were measured), random
+    weights, saved as train.py saves them."""
     import torch
 
     from detective.train.config import compose_config
     from detective.train.module import DetectiveModule
     from detective.train.run import module_arguments
 
-    args = module_arguments(compose_config(["experiment=demo"]))
+    args = module_arguments(compose_config(["experiment=demo", "data.image_size=64", "data.source_view=native"]))
     args.update(freeze_batchnorm=False, cache_features=False)
     module = DetectiveModule(subjects=["cat", "dog", "owl"], **args)
     path.parent.mkdir(parents=True, exist_ok=True)
