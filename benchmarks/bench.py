@@ -45,8 +45,10 @@ from bench_predict import write_test_jpeg  # noqa: E402
 from detective.constants import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from detective.data.cache import DecodedCache  # noqa: E402
 from detective.data.dataset import ImageDataset, collate_skip_failed  # noqa: E402
+from detective.data.geometry import DEFAULT_CROP_FRACTION  # noqa: E402
 from detective.data.scan import Sample  # noqa: E402
-from detective.data.transforms import eval_transform, resize_size  # noqa: E402
+from detective.data.transforms import resize_size  # noqa: E402
+from detective.data.views import Views, eval_views  # noqa: E402
 from detective.memory import reuse_freed_memory  # noqa: E402
 from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone  # noqa: E402
 
@@ -129,13 +131,17 @@ class NaiveDataset(Dataset):
             return self.transform(im.convert("RGB")), 0
 
 
+def resized_views() -> Views:
+    """The one downscaled, centre-cropped view of `data.source_view=resized`: what these loader figures measure."""
+    return eval_views(IMAGE_SIZE, DEFAULT_CROP_FRACTION, "resized", IMAGE_SIZE, 1, subject_head=True)
+
+
 def detective_loader(paths: list[Path], cache_dir: Path | None = None) -> DataLoader:
     """Detective's pipeline as training and evaluation use it: JPEG draft decode (or the decoded-image cache when
     `cache_dir` is given), resize, crop, uint8 batches in channels_last."""
     samples = [Sample(path=p, subject="x", is_ai=False) for p in paths]
-    side = resize_size(IMAGE_SIZE)
-    cache = DecodedCache(cache_dir, side) if cache_dir else None
-    dataset = ImageDataset(samples, ["x"], eval_transform(IMAGE_SIZE), side, cache=cache)
+    cache = DecodedCache(cache_dir, resize_size(IMAGE_SIZE)) if cache_dir else None
+    dataset = ImageDataset(samples, ["x"], resized_views(), cache=cache)
     return DataLoader(
         dataset,
         batch_size=BATCH,
@@ -481,7 +487,7 @@ def gpu_busy_share(batch: int) -> float:
     paths = make_jpegs(RESULTS / "bench_images" / name, w, h, count)
     workers = os.cpu_count() or WORKERS
     samples = [Sample(path=p, subject="x", is_ai=False) for p in paths] * max(1, 4 * workers * batch // len(paths))
-    dataset = ImageDataset(samples, ["x"], eval_transform(IMAGE_SIZE), resize_size(IMAGE_SIZE))
+    dataset = ImageDataset(samples, ["x"], resized_views())
     loader = DataLoader(dataset, batch_size=batch, num_workers=workers, collate_fn=collate_skip_failed, pin_memory=True)
     step = StepSpec(True, "full", bf16=True).build(batch, "cuda")
     step()  # warm-up
@@ -490,7 +496,7 @@ def gpu_busy_share(batch: int) -> float:
     step(next(batches)[0].to("cuda"))  # worker start-up and the first batch are not the steady state
     torch.cuda.synchronize()
     start = time.perf_counter()
-    for images, _, _ in batches:
+    for images, *_ in batches:
         begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         begin.record()
         step(images.to("cuda", non_blocking=True))
