@@ -254,13 +254,16 @@ def subject_section(
     """Subject metrics on the images whose folder is one of the checkpoint's subjects, and notes on the rest."""
     if not subject_head:
         return None, ["subject head off: the checkpoint predicts the source only"]
-    unknown = sorted({r.subject for r in records} - set(subjects))
+    if not any(r.subject for r in records):  # real/ai folders at the top: nothing to score the subject head on
+        return None, ["no subject folders here (source only): no subject metrics"]
+    unknown = sorted({r.subject for r in records if r.subject} - set(subjects))
     known = [r for r in records if r.subject in subjects]
     notes = []
     if unknown:
+        n_unknown = sum(r.subject in unknown for r in records)
         notes.append(
-            f"subjects not known to the checkpoint: {', '.join(unknown)} ({_count(len(records) - len(known))}): "
-            "no subject metrics for them"
+            f"subjects not known to the checkpoint: {', '.join(unknown)} ({_count(n_unknown)}): no subject metrics "
+            "for them"
         )
     if not known:
         return None, [*notes, f"no subject metrics: the checkpoint knows {', '.join(subjects)}"]
@@ -576,7 +579,13 @@ def _wrong_line(entry: Mapping[str, Any]) -> str:
     guess = f"{said} (AI probability {predicted['ai_probability']:.2f})"
     if "subject" in predicted:
         guess = f"{predicted['subject']} ({predicted['subject_confidence']:.0%}), {guess}"
-    return f"{entry['path']}  truth: {truth['subject']}, {'AI' if truth['is_ai'] else 'real'}  predicted: {guess}"
+    return f"{entry['path']}  truth: {_truth(truth)}  predicted: {guess}"
+
+
+def _truth(truth: Mapping[str, Any]) -> str:
+    """ "cat, AI", or just "AI" for an image of a source-only folder."""
+    source = "AI" if truth["is_ai"] else "real"
+    return f"{truth['subject']}, {source}" if truth["subject"] else source
 
 
 # --- the pictures --------------------------------------------------------------------------------------------
@@ -613,5 +622,4 @@ def _caption(entry: Mapping[str, Any]) -> str:
     said = f"{'AI' if predicted['is_ai'] else 'real'} p={predicted['ai_probability']:.2f}"
     if "subject" in predicted:
         said = f"{predicted['subject']} {predicted['subject_confidence']:.0%}, {said}"
-    real_or_ai = "AI" if truth["is_ai"] else "real"
-    return f"{Path(entry['path']).name[:28]}\ntruth: {truth['subject']}, {real_or_ai}\npred: {said}"
+    return f"{Path(entry['path']).name[:28]}\ntruth: {_truth(truth)}\npred: {said}"

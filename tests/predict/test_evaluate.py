@@ -21,6 +21,7 @@ from detective.predict.evaluate import (
     band_metrics,
     build_report,
     estimate_jpeg_quality,
+    format_report,
     ijg_table,
     jpeg_quality,
     label_rule,
@@ -110,9 +111,12 @@ def test_subject_section_only_for_subjects_the_checkpoint_knows():
     off = build_report(records, ["cat", "dog"], 0.5, 0.0, subject_head=False).report
     assert off["subject"] is None and off["notes"] == ["subject head off: the checkpoint predicts the source only"]
     assert all(row["subject_accuracy"] is None for row in off["slices"]["subject"].values())
-    # A source-only folder (real/ and ai/ only) scans as subjects "real" and "ai": no subject section then.
-    folders = build_report([record("r", "real", False, 0.2), record("a", "ai", True, 0.7)], ["cat", "dog"], 0.5, 0)
-    assert folders.report["subject"] is None and folders.report["source"]["accuracy"] == 1.0
+    # A source-only folder (real/ and ai/ at the top) has no subjects: no subject section, and the report says why
+    # instead of naming an empty subject; a wrong image's truth is just its source.
+    folders = build_report([record("r", "", False, 0.2), record("a", "", True, 0.3)], ["cat", "dog"], 0.5, 0).report
+    assert folders["subject"] is None and folders["source"]["accuracy"] == 0.5
+    assert folders["notes"] == ["no subject folders here (source only): no subject metrics"]
+    assert "truth: AI  predicted: " in format_report({**folders, "root": "folder", "images": 2, "excluded": []})
 
 
 def test_most_confidently_wrong_come_first_and_right_images_never():
