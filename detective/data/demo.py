@@ -62,8 +62,8 @@ def _unit_polygon(subject: str) -> np.ndarray:
 
 def _sample_scene(subject: str, rng: np.random.Generator) -> dict:
     """Everything an image shows, in resolution-free units (image = unit square): same for both sources."""
-    # A light shape on a darker textured background, in any hues: trained from scratch, the network learns shapes of
-    # one contrast polarity within a few epochs, and shapes of either polarity only after several times as many.
+    # A light shape on a darker textured background, in any hues: trained from scratch, a network learns shapes of one
+    # contrast polarity within a few epochs, and in as many stays near chance on shapes of either polarity (README).
     grey = rng.uniform(*_BACKGROUND_LEVELS)
     c0, c1 = grey + rng.uniform(-_TINT, _TINT, size=(2, 3))
     return {
