@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from detective.files import fsync_folder
 from detective.label.results import LabelError
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class Journal:
             "started": datetime.now().astimezone().isoformat(timespec="seconds"),
         }
         journal._write(header, sync=True)
-        _fsync_folder(plan.root)
+        fsync_folder(plan.root)
         return journal
 
     def intent(self, src: Path, dst: Path) -> int:
@@ -90,20 +91,6 @@ class Journal:
         self._file.flush()
         if sync:
             os.fsync(self._file.fileno())
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the journal's own directory entry durable; a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import IO, Any, NamedTuple
 from torch.utils.data import Dataset
 
 from detective.data.dataset import collate_views
+from detective.files import fsync_folder
 from detective.predict.predictor import CollatedViews, Predictor
 from detective.predict.results import Failure, Result
 
@@ -154,20 +155,8 @@ class ShardStream:
         os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self._temporary(), self.out / shard_name(self.rank, self.number))
-        _fsync_folder(self.out)
+        fsync_folder(self.out)
         self._file, self._written, self.number = None, 0, self.number + 1
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable; a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
