@@ -1,9 +1,9 @@
 """The demo recipe (`python train.py` with no arguments) learns both heads on its held-out test split.
 
-The floors are what the recipe really reaches (README "The built-in demo data set"): over training seeds 1-3 the
-subject accuracy was 0.96, 0.95 and 0.70 (one seed in three starts slowly) and the source accuracy 0.997-1.0, so a
-run below them means the recipe or the data broke, not bad luck. The whole recipe runs here, as `python train.py`
-does, in about two minutes.
+The floors are what the recipe really reaches (README "The built-in demo data set"): over training seeds 1, 2, 3 and
+42 the subject accuracy was 0.99, 0.94, 0.85 and 0.89 (seeds differ in how soon the subject head takes off) and the
+source accuracy 0.997-1.0, so a run below them means the recipe or the data broke, not bad luck. The whole recipe
+runs here, as `python train.py` does, in about two minutes.
 """
 
 import csv
@@ -13,7 +13,7 @@ import pytest
 from detective.train.config import compose_config
 from detective.train.run import train
 
-SUBJECT_FLOOR = 0.60  # four shapes: chance is 0.25
+SUBJECT_FLOOR = 0.75  # four shapes: chance is 0.25
 SOURCE_FLOOR = 0.95  # chance is 0.5
 
 
