@@ -156,6 +156,13 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--only-folds", help="run these folds only, e.g. 0,2 (default: all)")
     parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=OVERRIDES",
+        help="one more recipe to run, e.g. 'crops4=data.source_train_crops=4 trainer.max_epochs=30' (repeatable)",
+    )
     parser.add_argument("--epochs", type=int, help="trainer.max_epochs for every run (default: the config's)")
     parser.add_argument("--transfer", type=Path, help="also train on this folder and judge on all of --data")
     parser.add_argument("--subjects", type=Path, help="also train on this subject-folder set: subject accuracy")
@@ -165,9 +172,13 @@ def main() -> None:
     files = image_files(args.data)
     fold = folds_of(files, args.folds)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    table: dict[str, dict[str, Any]] = {}
-    for name in args.recipes.split(","):
-        about, overrides = RECIPES[name]
+    recipes = {name: RECIPES[name] for name in args.recipes.split(",") if name}
+    for variant in args.variant:
+        name, _, overrides = variant.partition("=")
+        recipes[name] = (f"variant: {overrides}", overrides.split())
+    saved = RESULTS / "detect.json"
+    table: dict[str, dict[str, Any]] = json.loads(saved.read_text()) if saved.is_file() else {}
+    for name, (about, overrides) in recipes.items():
         row: dict[str, Any] = {"about": about, "overrides": overrides, "folds": []}
         for k in [int(f) for f in args.only_folds.split(",")] if args.only_folds else range(args.folds):
             root = fold_root(args.data, files, fold, k, args.workdir / "folds")
@@ -193,7 +204,7 @@ def main() -> None:
             train_run(args.subjects, out, overrides, args.weights, args.epochs)
             row["subject_acc"] = test_metric(out, "test/subject_acc")
         table[name] = row
-        (RESULTS / "detect.json").write_text(json.dumps(table, indent=2))
+        saved.write_text(json.dumps(table, indent=2))
     print_table(table)
 
 

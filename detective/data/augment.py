@@ -116,16 +116,21 @@ def train_transform(
 
 
 def source_train_transform(
-    crop_size: int, cfg: AugmentConfig = AugmentConfig()
+    crop_size: int, cfg: AugmentConfig = AugmentConfig(), crops: int = 1
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """One crop of the image at its own resolution, placed at random, as (1, 3, crop, crop).
+    """`crops` crops of the image at its own resolution, each placed at random, as (crops, 3, crop, crop).
 
-    The shortcut-proof steps come before the crop, in this order: an occasional rescale by a random factor (the crop
-    is cut from a region `crop / factor` wide, resized to the crop), blur, then JPEG re-compression at a random
+    The network averages their logits into the image's one source logit, as it averages the grid when judging, so
+    training optimises what is judged; several crops per step also get more out of each decoded image.
+
+    The shortcut-proof steps come before each crop, in this order: an occasional rescale by a random factor (the
+    crop is cut from a region `crop / factor` wide, resized to the crop), blur, then JPEG re-compression at a random
     quality. They are applied to the region the crop needs, not the whole image: the same pixels, far cheaper on big
     photos (only JPEG's 8x8 block grid may fall elsewhere, which no detector should rely on either)."""
+    if crops < 1:
+        raise ValueError(f"data.source_train_crops must be at least 1, got {crops}")
 
-    def transform(image: torch.Tensor) -> torch.Tensor:
+    def one_crop(image: torch.Tensor) -> torch.Tensor:
         region = crop_size
         if cfg.rescale_prob and torch.rand(()) < cfg.rescale_prob:
             region = max(1, round(crop_size / _uniform(*cfg.rescale)))
@@ -138,6 +143,9 @@ def source_train_transform(
         image = _compressed_and_blurred(image, cfg)
         if cfg.flip and torch.rand(()) < 0.5:
             image = image.flip(-1)
-        return image.unsqueeze(0)
+        return image
+
+    def transform(image: torch.Tensor) -> torch.Tensor:
+        return torch.stack([one_crop(image) for _ in range(crops)])
 
     return transform

@@ -38,6 +38,7 @@ class DetectiveDataModule(L.LightningDataModule):
         source_view: str,
         source_crop: int,
         source_crops: int,
+        source_train_crops: int,
         batch_size: int,
         num_workers: int,
         val_fraction: float,
@@ -51,7 +52,7 @@ class DetectiveDataModule(L.LightningDataModule):
         cache_dir: str | None,
     ) -> None:
         """`source_view`: `native` crops of `source_crop` pixels for the source head (a grid of up to `source_crops`
-        when judging; `detective.data.views`), or `resized`: the subject's downscaled view, as the original did.
+        when judging, `source_train_crops` random ones per training image; `detective.data.views`), or `resized`: the subject's downscaled view, as the original did.
         `decoded_cache`: keep images decoded at training size on disk (`detective.data.cache`), in `cache_dir`
         (default: `~/.cache/detective/decoded`), so that decoding happens once, not once per epoch and run; native
         crops need the full-resolution image, which is decoded from the file instead (README "Speed")."""
@@ -60,7 +61,7 @@ class DetectiveDataModule(L.LightningDataModule):
         self.image_size = image_size
         self.crop_fraction = crop_fraction
         self.source_view = check_source_view(source_view)
-        self.source_crop, self.source_crops = source_crop, source_crops
+        self.source_crop, self.source_crops, self.source_train_crops = source_crop, source_crops, source_train_crops
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
@@ -127,7 +128,9 @@ class DetectiveDataModule(L.LightningDataModule):
             self.source_crops,
             subject_head=bool(self.subjects),
             image_view=train_transform(self.image_size, self.augment, self.crop_fraction) if train else None,
-            source_train_view=source_train_transform(self.source_crop, self.augment) if train else None,
+            source_train_view=source_train_transform(self.source_crop, self.augment, self.source_train_crops)
+            if train
+            else None,
         )
         return ImageDataset(self.splits[split], self.subjects, views, cache=self.cache)
 

@@ -45,6 +45,27 @@ def test_the_source_head_gets_one_random_native_crop_in_training_and_a_grid_when
     )
 
 
+def test_several_training_crops_per_image_are_different_windows_of_that_image(image_tree):
+    root = image_tree(balanced_names(("cat", "dog"), 6), size=(64, 48))
+    dm = make_module(root, "data.augment.flip=false", "data.source_train_crops=3", "data.batch_size=2")
+    dm.setup()
+    sample = dm.dataset("train").samples[0]
+    torch.manual_seed(0)
+    _, crops = dm.dataset("train").views(load_image(sample.path))
+    assert crops.shape == (3, 3, 32, 32)
+    image = load_image(sample.path)
+    windows = {
+        (left, y)
+        for left in range(33)
+        for y in range(17)
+        for c in crops
+        if torch.equal(c, image[:, y : y + 32, left : left + 32])
+    }
+    assert len(windows) == 3  # each placed on its own
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.owner.tolist() == [0, 0, 0, 1, 1, 1]  # each image's crops average into its one source logit
+
+
 def test_source_only_folders_give_batches_without_subject_view(image_tree):
     names = [f"real/r{i}.png" for i in range(8)] + [f"ai/a{i}.png" for i in range(8)]
     dm = make_module(image_tree(names, size=(40, 40)))
