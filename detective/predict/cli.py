@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def first_process() -> bool:
+    """False in the other processes of a many-process run (torchrun, SLURM, Lightning's own launcher), so that a
+    line meant once is printed once."""
+    return all(os.environ.get(rank, "0") == "0" for rank in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"))
+
+
 def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run `predict.py` with `argv`; returns the exit status."""
     out, err = stdout or sys.stdout, stderr or sys.stderr
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
             f"{' and '.join(CHECKPOINT_PATTERNS)}); train one with `{command('train')}` or pass --checkpoint PATH"
         )
         return USAGE
-    if args.checkpoint is None:
+    if args.checkpoint is None and first_process():
         print(f"{parser.prog}: using the newest checkpoint, {checkpoint}", file=err, flush=True)
     if args.export is not None:
         return export(checkpoint, args.export, args.threshold, out, error)

@@ -117,6 +117,9 @@ def test_default_checkpoint_is_the_newest_under_the_output_folder(trained_checkp
     shutil.copy(trained_checkpoint, best)
     code, out, err = run(str(images[0]))
     assert code == 0 and err == f"predict.py: using the newest checkpoint, {best}\n" and "Object: " in out
+    monkeypatch.setenv("LOCAL_RANK", "1")  # another process of a --devices N run says nothing of it
+    code, out, err = run(str(images[0]))
+    assert code == 0 and err == "" and "Object: " in out
 
 
 def test_usage_errors_exit_2(images, capsys):
