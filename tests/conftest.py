@@ -71,10 +71,11 @@ RESPONSIVE = {  # hyperparameters of the one-epoch checkpoint changed for the co
     "source_crop": 48,
     "source_crops": 8,
 }
-RESPONSIVE_KINDS = {  # the three kinds of model: native crops, the original's downscaled view, no subject head
+RESPONSIVE_KINDS = {  # the kinds of model: native crops, the original's downscaled view, no subject head, taps
     "native": {"source_view": "native"},
     "resized": {"source_view": "resized"},
     "source-only": {"source_view": "native", "subjects": []},
+    "taps": {"source_view": "native", "source_taps": [3, 6]},  # the source head on early blocks' statistics
 }
 
 

@@ -105,8 +105,8 @@ def assert_same_records(got: list[dict], want: list[dict], tolerance: float = 1e
 
 def responsive_copy(trained: Path, tree: Path, path: Path, **changes: object) -> Path:
     """`trained` with its hyperparameters changed and BatchNorm re-estimated on the PNGs under `tree`, saved at
-    `path`; without subjects, the subject head's weights are dropped, as a source-only run has none. Why: see the
-    `responsive` fixture."""
+    `path`; the weights of heads the changed net lacks are dropped (a source-only run has no subject head), those it
+    adds start random. Why: see the `responsive` fixture."""
     from dataclasses import asdict
 
     import torch
@@ -121,13 +121,17 @@ def responsive_copy(trained: Path, tree: Path, path: Path, **changes: object) ->
 
     raw = torch.load(trained, map_location="cpu", weights_only=True)
     hparams = {**raw["hyper_parameters"], **changes}
+    torch.manual_seed(0)  # a source head on taps that `trained` lacks starts from random weights
     net = DetectiveNet.from_hparams(hparams)
     state = {k[len(NET_PREFIX) :]: v for k, v in raw["state_dict"].items() if k.startswith(NET_PREFIX)}
-    net.load_state_dict({k: v for k, v in state.items() if net.subject_head or not k.startswith("subject_head.")})
+    present = dict(net.named_children())  # without subjects or with taps, some of `trained`'s heads are gone
+    kept = {k: v for k, v in state.items() if k.split(".")[0] in present}
+    missing = net.load_state_dict(kept, strict=False).missing_keys
+    assert all(k.startswith("source_shared.") for k in missing), missing
     views = eval_views(**asdict(ViewSettings.from_hparams(hparams)))
     batch = collate_views(*zip(*(views(load_image(p)) for p in sorted(tree.rglob("*.png"))), strict=True))
     for module in net.modules():
-        if isinstance(module, nn.BatchNorm2d):
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.reset_running_stats()
             module.momentum = None  # a plain average over what the backbone sees: images and crops alike
     with torch.no_grad():

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from detective.constants import IMAGENET_MEAN, IMAGENET_STD
 from detective.model.fast import FastExecution
@@ -22,10 +23,12 @@ from detective.model.fast import FastExecution
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """How to build a randomly initialised convolutional trunk, and the width of its pooled features."""
+    """How to build a randomly initialised convolutional trunk (an `nn.Sequential` of blocks), the width of its
+    pooled features, and the channels each block puts out (for the source head's taps)."""
 
     build: Callable[[], nn.Module]
     feature_dim: int
+    block_channels: tuple[int, ...]
 
 
 def _mobilenet_v2_trunk() -> nn.Module:
@@ -36,7 +39,11 @@ def _mobilenet_v2_trunk() -> nn.Module:
     return torchvision.models.mobilenet_v2(weights=None).features
 
 
-BACKBONES: dict[str, BackboneSpec] = {"mobilenet_v2": BackboneSpec(_mobilenet_v2_trunk, 1280)}
+# torchvision's MobileNetV2 `features`: the stem, 17 inverted residual blocks, the final 1x1 convolution.
+_MOBILENET_V2_CHANNELS = (32, 16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160, 320, 1280)
+BACKBONES: dict[str, BackboneSpec] = {
+    "mobilenet_v2": BackboneSpec(_mobilenet_v2_trunk, 1280, _MOBILENET_V2_CHANNELS),
+}
 
 
 def backbone_spec(name: str) -> BackboneSpec:
@@ -45,6 +52,14 @@ def backbone_spec(name: str) -> BackboneSpec:
         return BACKBONES[name]
     except KeyError:
         raise ValueError(f"unknown backbone {name!r}: use one of {', '.join(sorted(BACKBONES))}") from None
+
+
+def check_taps(taps: Sequence[int], spec: BackboneSpec) -> tuple[int, ...]:
+    """`taps` as a sorted tuple of distinct block indices of the backbone; a ValueError names the valid range."""
+    blocks = len(spec.block_channels)
+    if any(not 0 <= int(t) < blocks for t in taps) or len(set(taps)) != len(taps):
+        raise ValueError(f"source_taps must be distinct backbone block indices in 0..{blocks - 1}, got {list(taps)}")
+    return tuple(sorted(int(t) for t in taps))
 
 
 def _check_positive(**sizes: int) -> None:
@@ -56,11 +71,26 @@ def _check_positive(**sizes: int) -> None:
 CROP_CHUNK = 64  # crops per backbone call when judging without autograd
 
 # The constructor arguments that define the architecture; a checkpoint stores them as hyperparameters.
-ARCHITECTURE_KEYS = ("backbone", "shared", "subject_hidden", "source_hidden", "dropout", "mean", "std")
+ARCHITECTURE_KEYS = ("backbone", "shared", "subject_hidden", "source_hidden", "dropout", "mean", "std", "source_taps")
+
+
+class BatchStandardize(nn.BatchNorm1d):
+    """BatchNorm1d that uses its running statistics for a batch of one, where batch statistics are undefined (the
+    last training batch, or one whose other images failed to decode)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and len(x) == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
 
 
 class DetectiveNet(FastExecution, nn.Module):
     """Backbone + global average pooling -> shared layer -> subject logits [B, S] and source logits [B].
+
+    With `source_taps` the source head reads other features than the subject head: the per-channel mean and
+    standard deviation of those backbone blocks' maps (standardised, then its own shared layer). Generators leave
+    their traces in the statistics of early, high-resolution maps, which the last block's pooled, semantic features
+    have mostly averaged away; the source head then needs only the backbone up to its deepest tap.
 
     What the network is lives here; how its backbone runs (memory layout, traced or folded forms, remembered
     features) comes from `detective.model.fast.FastExecution`.
@@ -80,9 +110,11 @@ class DetectiveNet(FastExecution, nn.Module):
         dropout: float = 0.3,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        source_taps: Sequence[int] = (),
         trunk: nn.Module | None = None,
     ) -> None:
-        """`trunk`: a ready-made backbone of the same layout (e.g. the torchvision-free inference twin)."""
+        """`source_taps`: backbone blocks the source head reads (empty: the pooled last block, as the subject head);
+        `trunk`: a ready-made backbone of the same layout (e.g. the torchvision-free inference twin)."""
         super().__init__()
         if num_subjects == 1 or num_subjects < 0:
             raise ValueError(f"num_subjects must be 0 (no subject head) or at least 2, got {num_subjects}")
@@ -95,6 +127,7 @@ class DetectiveNet(FastExecution, nn.Module):
         self.backbone_name = backbone
         self.num_subjects = num_subjects
         self.feature_dim = spec.feature_dim
+        self.source_taps = check_taps(source_taps, spec)
         self.backbone_frozen = False
         self.statistics_frozen = False  # the backbone learns with BatchNorm's running statistics kept (eval mode)
         self._init_execution()
@@ -103,7 +136,12 @@ class DetectiveNet(FastExecution, nn.Module):
         self.register_buffer("mean", torch.tensor([float(v) for v in mean]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([float(v) for v in std]).view(1, 3, 1, 1), persistent=False)
         self.backbone = spec.build() if trunk is None else trunk
-        self.shared = nn.Sequential(nn.Linear(spec.feature_dim, shared), nn.ReLU())
+        uses_pooled = num_subjects or not self.source_taps
+        self.shared = nn.Sequential(nn.Linear(spec.feature_dim, shared), nn.ReLU()) if uses_pooled else None
+        tap_dim = 2 * sum(spec.block_channels[t] for t in self.source_taps)
+        self.source_shared = (
+            nn.Sequential(BatchStandardize(tap_dim), nn.Linear(tap_dim, shared), nn.ReLU()) if self.source_taps else None
+        )
         # Source-only data (no subject folders) trains no subject head at all.
         self.subject_head = (
             nn.Sequential(nn.Linear(shared, subject_hidden), nn.ReLU(), nn.Linear(subject_hidden, num_subjects))
@@ -133,40 +171,70 @@ class DetectiveNet(FastExecution, nn.Module):
         # One multiply-add per pixel (x * 1/(scale*std) - mean/std): half the time of scaling, subtracting, dividing.
         return torch.addcmul(-self.mean / self.std, x.to(self.mean.dtype), 1.0 / (scale * self.std))
 
-    def heads(self, features: Tensor) -> tuple[Tensor | None, Tensor]:
-        """Features [B, feature_dim] -> (subject logits [B, num_subjects] or None without a subject head,
-        source logits [B])."""
+    def heads(self, features: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """Pooled features [B, feature_dim] -> (subject logits [B, num_subjects] or None without a subject head,
+        source logits [B] or None when the source head reads taps instead)."""
         h = self.shared(features)
-        return self.subject_head(h) if self.subject_head is not None else None, self.source_head(h).squeeze(-1)
+        subject = self.subject_head(h) if self.subject_head is not None else None
+        return subject, None if self.source_taps else self.source_head(h).squeeze(-1)
 
     def forward(
         self, images: Tensor | None, crops: Tensor | None = None, owner: Tensor | None = None
     ) -> tuple[Tensor | None, Tensor]:
-        """(subject logits [B, S] or None, source logits [B]). Without `crops` both heads read `images` (one
-        backbone pass); with them the source head reads the crops and each image's source logit is the mean of
-        its crops' (`owner[n]` is crop n's image), and `images` may be None when there is no subject head."""
+        """(subject logits [B, S] or None, source logits [B]). Without `crops` both heads read `images`; with them
+        the source head reads the crops and each image's source logit is the mean of its crops' (`owner[n]` is crop
+        n's image), and `images` may be None when there is no subject head."""
         if crops is None:
             if images is None:
                 raise ValueError("DetectiveNet needs images, crops, or both")
-            return self.heads(self.features(images))
+            return self.both_heads(images)
         if owner is None:
             raise ValueError("crops need their owner: the index of each crop's image")
         subject = self.heads(self.features(images))[0] if images is not None and self.subject_head else None
-        source = self.heads(self._crop_features(crops))[1]
-        return subject, mean_by_owner(source, owner)
+        return subject, mean_by_owner(self.source_logits(crops), owner)
 
-    def _crop_features(self, crops: Tensor) -> Tensor:
-        """Features of many crops; without autograd in chunks, so that a batch of images with a grid of crops
-        each never holds all their activations at once."""
-        if torch.is_grad_enabled() or len(crops) <= CROP_CHUNK:
-            return self.features(crops)
-        return torch.cat([self.features(chunk) for chunk in crops.split(CROP_CHUNK)])
+    def both_heads(self, images: Tensor) -> tuple[Tensor | None, Tensor]:
+        """Both heads on the same images: one backbone pass, unless the source head reads taps."""
+        if not self.source_taps:
+            return self.heads(self.features(images))
+        subject = self.heads(self.features(images))[0] if self.subject_head else None
+        return subject, self.source_logits(images)
+
+    def source_logits(self, x: Tensor) -> Tensor:
+        """A source logit per image or crop [N]; without autograd in chunks, so that a batch of images with a grid
+        of crops each never holds all their activations at once."""
+        if not torch.is_grad_enabled() and len(x) > CROP_CHUNK:
+            return torch.cat([self.source_logits(chunk) for chunk in x.split(CROP_CHUNK)])
+        if not self.source_taps:
+            return self.heads(self.features(x))[1]
+        return self.source_head(self.source_shared(self.tap_statistics(x))).squeeze(-1)
+
+    def tap_statistics(self, x: Tensor) -> Tensor:
+        """Per-channel mean and standard deviation of each tapped block's maps [N, tap_dim]; runs the backbone only
+        up to the deepest tap, in its plain (eager) form, without autograd while it is frozen."""
+        x = self.normalize(x)
+        statistics = []
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
+            for index, block in enumerate(self.backbone[: self.source_taps[-1] + 1]):
+                x = block(x)
+                if index in self.source_taps:
+                    statistics += [x.mean((2, 3)), x.std((2, 3))]
+        return torch.cat(statistics, 1)
+
+    def source_block(self) -> nn.Module:
+        """The deepest backbone block the source head reads (Grad-CAM's layer for it)."""
+        return self.backbone[self.source_taps[-1] if self.source_taps else -1]
 
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        """The backbone's parameters that reach an output: without a subject head, a source head on taps never
+        uses the blocks after its deepest one (they stay frozen, so no process of a DDP run waits for their
+        gradients)."""
+        if self.source_taps and not self.subject_head:
+            return self.backbone[: self.source_taps[-1] + 1].parameters()
         return self.backbone.parameters()
 
     def head_parameters(self) -> Iterator[nn.Parameter]:
-        heads = (self.shared, self.subject_head, self.source_head)
+        heads = (self.shared, self.source_shared, self.subject_head, self.source_head)
         return chain.from_iterable(h.parameters() for h in heads if h is not None)
 
     def train(self, mode: bool = True) -> DetectiveNet:
@@ -219,5 +287,6 @@ def unfreeze_backbone(net: DetectiveNet, keep_statistics: bool = False) -> None:
     net.backbone_frozen = False
     net.statistics_frozen = keep_statistics
     net.forget_frozen_state()  # the weights will change; stale traces or features must never be used again
-    net.backbone.requires_grad_(True)
+    for parameter in net.backbone_parameters():
+        parameter.requires_grad_(True)
     net.train(net.training)

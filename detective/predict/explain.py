@@ -62,8 +62,8 @@ class HeadMap:
 
 
 def last_block(net: DetectiveNet) -> nn.Module:
-    """Grad-CAM's layer: the backbone's last block (MobileNetV2's final 1x1 convolution block), whose maps the heads
-    see only through global average pooling."""
+    """The subject head's Grad-CAM layer: the backbone's last block (MobileNetV2's final 1x1 convolution block),
+    whose maps the heads see only through global average pooling (the source head too, unless it reads taps)."""
     return net.backbone[-1]
 
 
@@ -80,9 +80,9 @@ def _weights_without_grad(net: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def grad_cam(net: DetectiveNet, scores_of: Callable[[], Tensor]) -> tuple[Tensor, Tensor]:
-    """Grad-CAM at `last_block` for `scores_of()`, a forward pass of `net` giving one score per image the backbone
-    reads: (maps [N, h, w], non-negative, not normalised; the scores [N]).
+def grad_cam(net: DetectiveNet, layer: nn.Module, scores_of: Callable[[], Tensor]) -> tuple[Tensor, Tensor]:
+    """Grad-CAM at `layer` (a backbone block) for `scores_of()`, a forward pass of `net` giving one score per image
+    the backbone reads: (maps [N, h, w], non-negative, not normalised; the scores [N]).
 
     The net runs as in prediction (eval mode, BatchNorm's running statistics), so the images of a batch do not
     interact and the gradient of the scores' sum gives each image the gradient of its own score."""
@@ -92,7 +92,7 @@ def grad_cam(net: DetectiveNet, scores_of: Callable[[], Tensor]) -> tuple[Tensor
         kept.append(output.detach().requires_grad_())  # the heads compute from this leaf: its gradient is Grad-CAM's
         return kept[-1]
 
-    handle = last_block(net).register_forward_hook(keep)
+    handle = layer.register_forward_hook(keep)
     try:
         with torch.inference_mode(False), torch.enable_grad(), _weights_without_grad(net):
             scores = scores_of()
@@ -137,7 +137,8 @@ def explain_image(predictor: Predictor, image: Tensor, prediction: Prediction) -
 
 def _subject_map(predictor: Predictor, image: Tensor, image_view: Tensor, prediction: Prediction) -> HeadMap:
     index = predictor.subjects.index(prediction.subject)
-    cams, _ = grad_cam(predictor.net, lambda: predictor.net(image_view[None])[0][:, index])
+    net = predictor.net
+    cams, _ = grad_cam(net, last_block(net), lambda: net.heads(net.features(image_view[None]))[0][:, index])
     said = f"Object: {prediction.subject} ({prediction.subject_confidence:.1%})"
     return _view_map("subject", cams, predictor, image, (said, _heat_note(prediction.subject)))
 
@@ -151,10 +152,9 @@ def _source_map(
     said = f"Source: {prediction.source} (AI probability {prediction.ai_probability:.2f}, "
     said += f"threshold {prediction.threshold:.2f})"
     if crops is None:  # source_view=resized: the subject's view
-        cams, _ = grad_cam(net, lambda: sign * net(image_view[None])[1])
+        cams, _ = grad_cam(net, net.source_block(), lambda: sign * net.source_logits(image_view[None]))
         return _view_map("source", cams, predictor, image, (said, _heat_note(answer)))
-    owner = torch.arange(len(crops), device=crops.device)  # each crop its own image: one logit per crop
-    cams, scores = grad_cam(net, lambda: sign * net(None, crops, owner)[1])
+    cams, scores = grad_cam(net, net.source_block(), lambda: sign * net.source_logits(crops))  # one per crop
     height, width = image.shape[-2:]
     boxes = predictor.views.source_boxes(width, height)
     note = f"{_heat_note(answer)} per crop; boxes: each crop's own AI probability, red from the threshold"

@@ -65,14 +65,12 @@ class Graph(nn.Module):
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         named = dict(zip(self.inputs, inputs, strict=True))
-        outputs = []
-        if IMAGES in named:
-            subject, source = self.net.heads(self.net.features(named[IMAGES]))
-            if subject is not None:
-                outputs.append(torch.softmax(subject, dim=1))
         if CROPS in named:
-            source = self.net.heads(self.net.features(named[CROPS]))[1]
-        return (*outputs, source)
+            subject = self.net.heads(self.net.features(named[IMAGES]))[0] if IMAGES in named else None
+            source = self.net.source_logits(named[CROPS])
+        else:
+            subject, source = self.net.both_heads(named[IMAGES])
+        return (*([torch.softmax(subject, dim=1)] if subject is not None else []), source)
 
 
 @dataclass(frozen=True)

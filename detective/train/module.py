@@ -46,6 +46,7 @@ class DetectiveModule(L.LightningModule):
         subject_hidden: int,
         source_hidden: int,
         dropout: float,
+        source_taps: Sequence[int],
         subject_weight: float,
         source_weight: float,
         label_smoothing: float,
@@ -77,6 +78,7 @@ class DetectiveModule(L.LightningModule):
             subject_hidden=subject_hidden,
             source_hidden=source_hidden,
             dropout=dropout,
+            source_taps=source_taps,
             mean=mean,
             std=std,
         )

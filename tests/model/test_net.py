@@ -216,3 +216,41 @@ def test_fine_tuning_with_kept_statistics_learns_weights_but_not_batchnorm_stati
     unfreeze_backbone(net)  # statistics learn again
     net(images)
     assert not torch.equal(before["0.1.running_mean"], bn_state(net)["0.1.running_mean"])
+
+
+def test_a_source_head_on_taps_reads_the_mean_and_spread_of_early_blocks(images):
+    torch.manual_seed(0)
+    net = DetectiveNet(0, source_taps=[3, 1]).eval()
+    assert net.source_taps == (1, 3) and linear_shapes(net.source_shared) == [(2 * (16 + 24), 128)]
+    maps = net.backbone[:2](net.normalize(images))
+    first = torch.cat([maps.mean((2, 3)), maps.std((2, 3))], 1)
+    assert torch.allclose(net.tap_statistics(images)[:, :32], first, atol=1e-5)
+    crops, owner = images, torch.tensor([0, 0])
+    assert torch.allclose(net(None, crops, owner)[1], net.source_logits(crops).mean()[None], atol=1e-6)
+
+
+def test_without_subjects_only_the_tapped_blocks_learn_and_a_batch_of_one_trains(images):
+    net = DetectiveNet(0, source_taps=[3]).train()
+    assert net.shared is None
+    assert ids(net.backbone_parameters()) == ids(net.backbone[:4].parameters())
+    freeze_backbone(net)
+    unfreeze_backbone(net)
+    assert not any(p.requires_grad for p in net.backbone[4:].parameters())
+    net(None, images[:1], torch.tensor([0]))[1].sum().backward()  # one crop: batch statistics are undefined
+    assert all(p.grad is not None for p in net.backbone[:4].parameters())
+
+
+def test_with_subjects_taps_leave_the_subject_path_as_it_was(images):
+    torch.manual_seed(0)
+    plain = DetectiveNet(3).eval()
+    tapped = DetectiveNet(3, source_taps=[6]).eval()
+    tapped.load_state_dict(plain.state_dict(), strict=False)
+    assert torch.allclose(tapped(images)[0], plain(images)[0])
+    assert ids(tapped.backbone_parameters()) == ids(tapped.backbone.parameters())
+    assert tapped.source_block() is tapped.backbone[6] and plain.source_block() is plain.backbone[-1]
+
+
+@pytest.mark.parametrize("taps", [[19], [-1], [3, 3]])
+def test_taps_outside_the_backbone_are_refused(taps):
+    with pytest.raises(ValueError, match="source_taps must be distinct backbone block indices in 0..18"):
+        DetectiveNet(2, source_taps=taps)

@@ -147,7 +147,7 @@ def test_grad_cam_leaves_the_net_as_it_found_it():
     before = {name: p.requires_grad for name, p in net.named_parameters()}
     images = square_image()[None, :, :64, 96:160].contiguous()
     with torch.inference_mode():  # explaining works inside inference mode too
-        maps, scores = grad_cam(net, lambda: net(images)[1])
+        maps, scores = grad_cam(net, last_block(net), lambda: net(images)[1])
     assert maps.shape == (1, 8, 8) and scores.shape == (1,)
     assert scores == pytest.approx(net(images)[1].detach())
     assert {name: p.requires_grad for name, p in net.named_parameters()} == before
@@ -280,3 +280,17 @@ def test_explain_with_a_trained_checkpoint(trained_checkpoint, tiny_tree, tmp_pa
     for path in record["explain"].values():
         with Image.open(path) as picture:
             assert picture.width == MIN_SIDE and picture.height > MIN_SIDE * 40 / 48
+
+
+def test_a_source_head_on_taps_is_explained_at_its_deepest_tap():
+    torch.manual_seed(0)
+    net = DetectiveNet(0, source_taps=[1, 3]).eval()
+    crops = square_image()[None, :, :64, 96:160].contiguous()
+    maps, scores = grad_cam(net, net.source_block(), lambda: net.source_logits(crops))
+    assert maps.shape == (1, 16, 16)  # block 3's maps (stride 4), finer than the last block's 2 x 2
+    assert scores == pytest.approx(net.source_logits(crops).detach())
+    views = eval_views(64, 0.8, "native", 64, 16, subject_head=False)
+    predictor = Predictor(net, [], views, 0.5, device="cpu")
+    prediction = predictor.predict([Image.fromarray(square_image().permute(1, 2, 0).numpy())])[0]
+    (source,) = explain_image(predictor, square_image(), prediction)
+    assert source.head == "source" and source.heat.shape == (128, 160) and len(source.boxes) == 6

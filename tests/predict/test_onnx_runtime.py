@@ -75,7 +75,7 @@ def _channels_first(array: np.ndarray | None) -> np.ndarray | None:
     return None if array is None else np.moveaxis(array, -1, -3)
 
 
-@pytest.mark.parametrize("kind", ["native", "resized", "source-only"])
+@pytest.mark.parametrize("kind", ["native", "resized", "source-only", "taps"])
 def test_same_views_subjects_and_probabilities_as_the_pytorch_path(kind, responsive, exported, images):
     torch_predictor = Predictor.from_checkpoint(responsive(kind), device="cpu")
     onnx_predictor = OnnxPredictor.from_file(exported(kind), device="cpu")
