@@ -252,5 +252,5 @@ def test_with_subjects_taps_leave_the_subject_path_as_it_was(images):
 
 @pytest.mark.parametrize("taps", [[19], [-1], [3, 3]])
 def test_taps_outside_the_backbone_are_refused(taps):
-    with pytest.raises(ValueError, match="source_taps must be distinct backbone block indices in 0..18"):
+    with pytest.raises(ValueError, match=r"source_taps must be distinct backbone block indices in 0\.\.18"):
         DetectiveNet(2, source_taps=taps)
