@@ -139,8 +139,9 @@ class DetectiveNet(FastExecution, nn.Module):
         uses_pooled = num_subjects or not self.source_taps
         self.shared = nn.Sequential(nn.Linear(spec.feature_dim, shared), nn.ReLU()) if uses_pooled else None
         tap_dim = 2 * sum(spec.block_channels[t] for t in self.source_taps)
-        tapped = nn.Sequential(BatchStandardize(tap_dim), nn.Linear(tap_dim, shared), nn.ReLU())
-        self.source_shared = tapped if self.source_taps else None
+        self.source_shared = None
+        if self.source_taps:
+            self.source_shared = nn.Sequential(BatchStandardize(tap_dim), nn.Linear(tap_dim, shared), nn.ReLU())
         # Source-only data (no subject folders) trains no subject head at all.
         self.subject_head = (
             nn.Sequential(nn.Linear(shared, subject_hidden), nn.ReLU(), nn.Linear(subject_hidden, num_subjects))
