@@ -25,7 +25,7 @@ from detective.data.transforms import (
     to_pil,
     to_uint8_tensor,
 )
-from detective.data.views import pad_to, random_crop_box
+from detective.data.views import grid_crops, pad_to, random_crop_box
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,10 @@ def _compressed_and_blurred(image: torch.Tensor, cfg: AugmentConfig) -> torch.Te
     return image
 
 
+def _flipped(image: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    return image.flip(-1) if cfg.flip and torch.rand(()) < 0.5 else image
+
+
 def train_transform(
     image_size: int, cfg: AugmentConfig = AugmentConfig(), crop_fraction: float = DEFAULT_CROP_FRACTION
 ) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -108,27 +112,32 @@ def train_transform(
         else:
             image = resize_shorter(image, size)
             image = random_crop(image, image_size) if cfg.crop == "random" else center_crop(image, image_size)
-        if cfg.flip and torch.rand(()) < 0.5:
-            image = image.flip(-1)
-        return image
+        return _flipped(image, cfg)
 
     return transform
 
 
 def source_train_transform(
-    crop_size: int, cfg: AugmentConfig = AugmentConfig(), crops: int = 1
+    crop_size: int, cfg: AugmentConfig = AugmentConfig(), crops: int | str = 1, max_crops: int = 16
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`crops` crops of the image at its own resolution, each placed at random, as (crops, 3, crop, crop).
+    """`crops` crops of the image at its own resolution, each placed at random, as (crops, 3, crop, crop); or, with
+    `crops="grid"`, the judging grid of up to `max_crops` crops.
 
     The network averages their logits into the image's one source logit, as it averages the grid when judging, so
-    training optimises what is judged; several crops per step also get more out of each decoded image.
+    training optimises what is judged. The grid shows training exactly what is judged; a backbone that does not
+    learn then sees the same crops every epoch (flipped or not), whose features `model.cache_features` computes once.
 
     The shortcut-proof steps come before each crop, in this order: an occasional rescale by a random factor (the
-    crop is cut from a region `crop / factor` wide, resized to the crop), blur, then JPEG re-compression at a random
-    quality. They are applied to the region the crop needs, not the whole image: the same pixels, far cheaper on big
-    photos (only JPEG's 8x8 block grid may fall elsewhere, which no detector should rely on either)."""
-    if crops < 1:
-        raise ValueError(f"data.source_train_crops must be at least 1, got {crops}")
+    crop is cut from a region `crop / factor` wide, resized to the crop; random crops only), blur, then JPEG
+    re-compression at a random quality. They are applied to the region the crop needs, not the whole image: the same
+    pixels, far cheaper on big photos (only JPEG's 8x8 block grid may fall elsewhere, which no detector should rely
+    on either)."""
+    if crops == "grid":
+        return lambda image: torch.stack(
+            [_flipped(_compressed_and_blurred(c, cfg), cfg) for c in grid_crops(image, crop_size, max_crops)]
+        )
+    if not isinstance(crops, int) or crops < 1:
+        raise ValueError(f"data.source_train_crops must be a number of at least 1 or 'grid', got {crops!r}")
 
     def one_crop(image: torch.Tensor) -> torch.Tensor:
         region = crop_size
@@ -140,12 +149,6 @@ def source_train_transform(
         image = crop(image, left, top, region, region)
         if region != crop_size:
             image = resize(image, crop_size, crop_size)
-        image = _compressed_and_blurred(image, cfg)
-        if cfg.flip and torch.rand(()) < 0.5:
-            image = image.flip(-1)
-        return image
+        return _flipped(_compressed_and_blurred(image, cfg), cfg)
 
-    def transform(image: torch.Tensor) -> torch.Tensor:
-        return torch.stack([one_crop(image) for _ in range(crops)])
-
-    return transform
+    return lambda image: torch.stack([one_crop(image) for _ in range(crops)])

@@ -38,7 +38,7 @@ class DetectiveDataModule(L.LightningDataModule):
         source_view: str,
         source_crop: int,
         source_crops: int,
-        source_train_crops: int,
+        source_train_crops: int | str,
         batch_size: int,
         num_workers: int,
         val_fraction: float,
@@ -81,8 +81,8 @@ class DetectiveDataModule(L.LightningDataModule):
     @property
     def deterministic(self) -> bool:
         """True when every epoch shows each training image the same pixels (then a frozen backbone's features
-        can be remembered): no random augmentation and no randomly placed native crop."""
-        return self.augment.deterministic and not self.native
+        can be remembered): no random augmentation, and native crops (if any) on the judging grid."""
+        return self.augment.deterministic and (not self.native or self.source_train_crops == "grid")
 
     def data_root(self) -> Path:
         """The folder to train on: `root`, or the demo set (generated into the cache on first use)."""
@@ -129,7 +129,9 @@ class DetectiveDataModule(L.LightningDataModule):
             self.source_crops,
             subject_head=bool(self.subjects),
             image_view=train_transform(self.image_size, self.augment, self.crop_fraction) if train else None,
-            source_train_view=source_train_transform(self.source_crop, self.augment, self.source_train_crops)
+            source_train_view=source_train_transform(
+                self.source_crop, self.augment, self.source_train_crops, self.source_crops
+            )
             if train
             else None,
         )

@@ -172,15 +172,17 @@ class FastExecution:
     def features(self, x: Tensor) -> Tensor:
         """Pooled backbone features [B, feature_dim]; a frozen backbone runs without autograd, in its fast form,
         and with `cache_features` only for images it has not seen yet."""
-        if self.backbone_frozen and self.cache_features:
-            return self._remembered_features(x)
-        return self._computed_features(x)
+        return self.remembered(x, self._computed_features, "pooled")
 
-    def _remembered_features(self, x: Tensor) -> Tensor:
-        keys = [hashlib.blake2b(image.cpu().numpy().tobytes(), digest_size=16).digest() for image in x]
+    def remembered(self, x: Tensor, compute: Callable[[Tensor], Tensor], kind: str) -> Tensor:
+        """`compute(x)`, from what a frozen backbone with `cache_features` remembers of each image (by its pixels)
+        where it can, computing only the images it has not seen yet; otherwise simply `compute(x)`."""
+        if not (self.backbone_frozen and self.cache_features):
+            return compute(x)
+        keys = [kind.encode() + hashlib.blake2b(image.cpu().numpy().tobytes(), digest_size=16).digest() for image in x]
         missing = [i for i, key in enumerate(keys) if key not in self._feature_cache]
         if missing:
-            for i, f in zip(missing, self._computed_features(x[missing]), strict=True):
+            for i, f in zip(missing, compute(x[missing]), strict=True):
                 self._feature_cache[keys[i]] = f
         return torch.stack([self._feature_cache[key] for key in keys])
 

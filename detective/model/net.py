@@ -211,7 +211,11 @@ class DetectiveNet(FastExecution, nn.Module):
 
     def tap_statistics(self, x: Tensor) -> Tensor:
         """Per-channel mean and standard deviation of each tapped block's maps [N, tap_dim]; runs the backbone only
-        up to the deepest tap, in its plain (eager) form, without autograd while it is frozen."""
+        up to the deepest tap, in its plain (eager) form, without autograd while it is frozen (and then, with
+        `cache_features`, once per image or crop)."""
+        return self.remembered(x, self._computed_tap_statistics, "taps")
+
+    def _computed_tap_statistics(self, x: Tensor) -> Tensor:
         x = self.normalize(x)
         statistics = []
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
