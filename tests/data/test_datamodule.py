@@ -125,3 +125,14 @@ def test_decoded_cache_serves_later_epochs_with_the_same_batches(image_tree, tmp
     assert len(list((tmp_path / "decoded").rglob("*.rgb"))) == len(cached.splits["val"])  # filled by the 1st pass
     for epoch in ([b.images for b in cached.val_dataloader()], [b.images for b in plain.val_dataloader()]):
         assert all(torch.equal(a, b) for a, b in zip(first, epoch, strict=True))
+
+
+def test_the_grid_as_training_view_shows_training_what_is_judged(image_tree):
+    root = image_tree(balanced_names(("cat", "dog"), 6), size=(64, 48))
+    dm = make_module(root, "data.augment.flip=false", "data.source_train_crops=grid", "data.augment.crop=center")
+    dm.setup()
+    assert dm.deterministic  # the same crops every epoch: a frozen backbone's statistics can be remembered
+    sample = dm.dataset("train").samples[0]
+    _, train_crops = dm.dataset("train").views(load_image(sample.path))
+    _, judged = dm.dataset("val").views(load_image(sample.path))
+    assert train_crops.shape == (4, 3, 32, 32) and torch.equal(train_crops, judged)

@@ -215,3 +215,16 @@ def test_fine_tuning_with_frozen_statistics_runs_folded_in_the_jit_form_only(ima
     assert_close(subject_logits, plain_copy(net)(images)[0])
     assert ("_folded_backbone" in net.__dict__) == (form == "jit")
     assert pickle.loads(pickle.dumps(net)).__dict__.get("_folded_backbone") is None  # rebuilt, never pickled
+
+
+def test_a_frozen_backbone_remembers_tap_statistics_apart_from_pooled_features(images):
+    torch.manual_seed(0)
+    net = DetectiveNet(2, source_taps=[3]).set_speed(frozen_backbone="eager", cache_features=True)
+    freeze_backbone(net)
+    seen: list[int] = []
+    net.backbone[0].register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    first = net.tap_statistics(images)
+    again = net.tap_statistics(images.flip(0))  # the same crops, another order: nothing recomputed
+    net.features(images)  # pooled features of the same pixels are another thing: computed
+    assert seen == [4, 4] and first.shape == (4, 48)
+    assert_close(again, first.flip(0))
