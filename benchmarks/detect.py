@@ -1,7 +1,7 @@
 """How well the source head detects AI images in real photos: recipes side by side, cross-validated.
 
     uv run python benchmarks/detect.py --weights ../shared/weights/mobilenet_v2_imagenet_coral.pth
-        [--data ../shared/data/realorai_dev] [--folds 3] [--recipes original,resized,native,shortcut]
+        [--data ../shared/data/realorai_dev] [--folds 3] [--recipes original,resized,native,taps,shortcut]
         [--transfer ../shared/data/real_vs_ai_sample] [--subjects ../shared/data/cats_dogs_real] [--epochs N]
 
 Each recipe is `train.py` with a few overrides, run as its own process on every fold: the data set is split into
@@ -11,7 +11,7 @@ judged on its test fold by `Predictor`, as `predict.py` would, with the views st
 recipes, also with a single centre crop (what one crop sees, against the grid). Optionally a recipe is trained on
 `--transfer` and judged on all of `--data` (another collection, other generators), and trained on `--subjects` (real
 cat/dog photos) to show the subject head does not suffer. Prints a table of means +- standard deviations over folds
-and writes benchmarks/results/detect.json.
+and adds its rows to benchmarks/results/detect.json (`--variant NAME=OVERRIDES` runs one more recipe).
 """
 
 from __future__ import annotations
@@ -38,9 +38,13 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
         "the original's: frozen ImageNet features, downscaled view",
         ["experiment=frozen", "data.source_view=resized"],
     ),
-    "resized": ("fine-tuned, downscaled view (before native crops)", ["data.source_view=resized"]),
-    "native": ("fine-tuned, native-resolution crops (default)", []),
-    "shortcut": ("native + JPEG/rescale augmentation of both sources", ["experiment=shortcut_proof"]),
+    "resized": (
+        "fine-tuned, downscaled view (before native crops)",
+        ["data.source_view=resized", "model.source_taps=[]"],
+    ),
+    "native": ("fine-tuned, native crops, source head on the pooled last block", ["model.source_taps=[]"]),
+    "taps": ("fine-tuned, native crops, source head on blocks 3, 6, 10's statistics (default)", []),
+    "shortcut": ("default + JPEG/rescale augmentation of both sources", ["experiment=shortcut_proof"]),
 }
 
 
@@ -177,7 +181,7 @@ def main() -> None:
         name, _, overrides = variant.partition("=")
         recipes[name] = (f"variant: {overrides}", overrides.split())
     saved = RESULTS / "detect.json"
-    table: dict[str, dict[str, Any]] = json.loads(saved.read_text()) if saved.is_file() else {}
+    table: dict[str, dict[str, Any]] = {}
     for name, (about, overrides) in recipes.items():
         row: dict[str, Any] = {"about": about, "overrides": overrides, "folds": []}
         for k in [int(f) for f in args.only_folds.split(",")] if args.only_folds else range(args.folds):
@@ -204,6 +208,7 @@ def main() -> None:
             train_run(args.subjects, out, overrides, args.weights, args.epochs)
             row["subject_acc"] = test_metric(out, "test/subject_acc")
         table[name] = row
+        table = {**(json.loads(saved.read_text()) if saved.is_file() else {}), name: row}  # others may have written
         saved.write_text(json.dumps(table, indent=2))
     print_table(table)
 
