@@ -124,8 +124,8 @@ def responsive_copy(trained: Path, tree: Path, path: Path, **changes: object) ->
     torch.manual_seed(0)  # a source head on taps that `trained` lacks starts from random weights
     net = DetectiveNet.from_hparams(hparams)
     state = {k[len(NET_PREFIX) :]: v for k, v in raw["state_dict"].items() if k.startswith(NET_PREFIX)}
-    present = dict(net.named_children())  # without subjects or with taps, some of `trained`'s heads are gone
-    kept = {k: v for k, v in state.items() if k.split(".")[0] in present}
+    fits = net.state_dict()  # heads the changed net lacks (no subjects), or has in another size (other taps), go
+    kept = {k: v for k, v in state.items() if k in fits and fits[k].shape == v.shape}
     missing = net.load_state_dict(kept, strict=False).missing_keys
     assert all(k.startswith("source_shared.") for k in missing), missing
     views = eval_views(**asdict(ViewSettings.from_hparams(hparams)))

@@ -80,9 +80,15 @@ class DetectiveDataModule(L.LightningDataModule):
 
     @property
     def deterministic(self) -> bool:
-        """True when every epoch shows each training image the same pixels (then a frozen backbone's features
-        can be remembered): no random augmentation, and native crops (if any) on the judging grid."""
-        return self.augment.deterministic and (not self.native or self.source_train_crops == "grid")
+        """True when every epoch shows each training image the same pixels, or their mirror image, in every view
+        training takes (then a frozen backbone's features can be remembered, at most two per view): no blur, JPEG
+        or rescaling, a centre crop for the downscaled view (unless set-up found no subjects and the source head
+        reads crops, so there is no such view), and native crops (if any) on the judging grid."""
+        a = self.augment
+        if a.blur_prob or a.jpeg_prob or a.rescale_prob:
+            return False
+        image_view = not self.native or self.scan is None or bool(self.subjects)
+        return (a.crop == "center" or not image_view) and (not self.native or self.source_train_crops == "grid")
 
     def data_root(self) -> Path:
         """The folder to train on: `root`, or the demo set (generated into the cache on first use)."""

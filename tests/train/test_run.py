@@ -36,12 +36,14 @@ def test_checkpoint_holds_plain_values_only(trained_checkpoint):
     ("overrides", "expected"),
     [
         (["data.source_view=resized", "data.augment.crop=center", "data.augment.flip=false"], True),
-        (["data.source_view=resized", "data.augment.crop=center"], False),  # flips
-        (["data.source_view=native", "data.augment.crop=center", "data.augment.flip=false"], False),  # random crops
-        ([], False),
+        (["data.source_view=resized", "data.augment.crop=center"], True),  # flipped or not: two versions at most
+        (["data.source_view=resized", "data.augment.jpeg_prob=0.1", "data.augment.crop=center"], False),
+        (["data.source_view=native", "data.augment.crop=center", "data.source_train_crops=1"], False),  # random
+        (["data.source_view=native", "data.augment.crop=center", "data.source_train_crops=grid"], True),
+        (["data.source_view=native", "data.source_train_crops=grid", "data.augment.crop=random"], False),  # image view
     ],
 )
-def test_cache_features_auto_only_when_every_epoch_shows_the_same_pixels(overrides, expected):
+def test_cache_features_auto_only_when_every_epoch_shows_the_same_pixels_or_their_mirror(overrides, expected):
     datamodule = make_datamodule(None, *overrides)
     assert resolve_cache_features("auto", datamodule) is expected
     assert resolve_cache_features(False, datamodule) is False
@@ -121,7 +123,7 @@ def test_reported_test_metrics_are_what_predict_gives_with_the_best_checkpoint(t
     rows = [r for r in csv.DictReader((out / "logs" / "metrics.csv").open()) if r.get("test/source_acc")]
     reported = {k: float(rows[-1][k]) for k in ("test/source_acc", "test/subject_acc")}
     data = [o for o in train_overrides(tiny_tree, out) if o.startswith("data.") and not o.startswith("data.root")]
-    datamodule = make_datamodule(tiny_tree, *data)
+    datamodule = make_datamodule(tiny_tree, *data, "seed=3")  # the run's split: data.seed follows the seed
     datamodule.setup()
     test = datamodule.splits["test"]
     results = Predictor.from_checkpoint(out / "checkpoints" / "best.ckpt", device="cpu").predict([s.path for s in test])
