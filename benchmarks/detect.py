@@ -1,7 +1,7 @@
 """How well the source head detects AI images in real photos: recipes side by side, cross-validated.
 
     uv run python benchmarks/detect.py --weights ../shared/weights/mobilenet_v2_imagenet_coral.pth
-        [--data ../shared/data/realorai_dev] [--folds 3] [--recipes original,resized,native,taps,shortcut]
+        [--data ../shared/data/realorai_dev] [--folds 3] [--recipes original,resized,native,taps,default,shortcut]
         [--transfer ../shared/data/real_vs_ai_sample] [--subjects ../shared/data/cats_dogs_real] [--epochs N]
 
 Each recipe is `train.py` with a few overrides, run as its own process on every fold: the data set is split into
@@ -40,10 +40,14 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
     ),
     "resized": (
         "fine-tuned, downscaled view (before native crops)",
-        ["data.source_view=resized", "model.source_taps=[]"],
+        ["experiment=finetune", "data.source_view=resized", "model.source_taps=[]"],
     ),
-    "native": ("fine-tuned, native crops, source head on the pooled last block", ["model.source_taps=[]"]),
-    "taps": ("fine-tuned, native crops, source head on blocks 3, 6, 10's statistics (default)", []),
+    "native": (
+        "fine-tuned, native crops, source head on the pooled last block",
+        ["experiment=finetune", "model.source_taps=[]"],
+    ),
+    "taps": ("fine-tuned, native crops, source head on blocks 3, 6, 10's statistics", ["experiment=finetune"]),
+    "default": ("frozen, source head on blocks 3, 6, 10's statistics, trained on the judging grid", []),
     "shortcut": ("default + JPEG/rescale augmentation of both sources", ["experiment=shortcut_proof"]),
 }
 
@@ -158,7 +162,7 @@ def main() -> None:
         "--weights", type=Path, default=REPO.parent / "shared" / "weights" / "mobilenet_v2_imagenet_coral.pth"
     )
     parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--only-folds", help="run these folds only, e.g. 0,2 (default: all)")
+    parser.add_argument("--only-folds", help="run these folds only, e.g. 0,2 ('': none; default: all)")
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument(
         "--variant",
@@ -184,7 +188,7 @@ def main() -> None:
     table: dict[str, dict[str, Any]] = {}
     for name, (about, overrides) in recipes.items():
         row: dict[str, Any] = {"about": about, "overrides": overrides, "folds": []}
-        for k in [int(f) for f in args.only_folds.split(",")] if args.only_folds else range(args.folds):
+        for k in [int(f) for f in args.only_folds.split(",") if f] if args.only_folds is not None else range(args.folds):
             root = fold_root(args.data, files, fold, k, args.workdir / "folds")
             out = args.workdir / "runs" / f"{name}-fold{k}"
             seconds = train_run(root, out, overrides, args.weights, args.epochs)
@@ -223,7 +227,7 @@ def print_table(table: dict[str, dict[str, Any]]) -> None:
         auroc = mean_std([f["judged"]["auroc"] for f in folds])
         one = [f["one_crop"] for f in folds if "one_crop" in f]
         one_crop = f"{mean_std([o['accuracy'] for o in one])} / {mean_std([o['auroc'] for o in one])}" if one else "-"
-        seconds = statistics.median(f["seconds"] for f in folds)
+        seconds = statistics.median(f["seconds"] for f in folds) if folds else float("nan")
         transfer = row.get("transfer")
         moved = f"{transfer['accuracy']:.3f} / {transfer['auroc']:.3f}" if transfer else "-"
         subject = f"{row['subject_acc']:.3f}" if row.get("subject_acc") is not None else "-"

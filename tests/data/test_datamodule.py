@@ -26,7 +26,11 @@ def test_batches_are_uint8_images_with_subject_and_source_labels(image_tree, cap
 
 
 def test_the_source_head_gets_one_random_native_crop_in_training_and_a_grid_when_judged(image_tree):
-    dm = make_module(image_tree(balanced_names(("cat", "dog"), 6), size=(64, 48)), "data.augment.flip=false")
+    dm = make_module(
+        image_tree(balanced_names(("cat", "dog"), 6), size=(64, 48)),
+        "data.augment.flip=false",
+        "data.source_train_crops=1",
+    )
     dm.setup()
     train = next(iter(dm.train_dataloader()))
     assert train.crops.shape == (len(train.sources), 3, 32, 32) and train.owner.tolist() == list(range(8))

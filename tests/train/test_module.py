@@ -69,7 +69,7 @@ def test_two_phase_schedule(freeze_epochs, finetune, frozen_by_epoch, monkeypatc
 
 @pytest.mark.parametrize("freeze_epochs", [0, 1])
 def test_freeze_batchnorm_keeps_statistics_from_the_first_fine_tuning_epoch(freeze_epochs, monkeypatch):
-    module = module_with(freeze_epochs=freeze_epochs, freeze_batchnorm=True)
+    module = module_with(freeze_epochs=freeze_epochs, freeze_batchnorm=True, finetune=True)
     for epoch in range(freeze_epochs + 2):
         monkeypatch.setattr(type(module), "current_epoch", property(lambda self, e=epoch: e))
         module.train()

@@ -89,7 +89,11 @@ def test_fine_tuning_from_a_weights_file_keeps_its_batchnorm_statistics(tiny_tre
             m.running_var.uniform_(0.5, 2.0)
     torch.save(pretrained.state_dict(), tmp_path / "weights.pth")
     train(
-        compose_config(train_overrides(tiny_tree, tmp_path / "run", f"model.weights_path={tmp_path / 'weights.pth'}"))
+        compose_config(
+            train_overrides(
+                tiny_tree, tmp_path / "run", f"model.weights_path={tmp_path / 'weights.pth'}", "experiment=finetune"
+            )
+        )
     )
 
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
