@@ -188,7 +188,8 @@ def main() -> None:
     table: dict[str, dict[str, Any]] = {}
     for name, (about, overrides) in recipes.items():
         row: dict[str, Any] = {"about": about, "overrides": overrides, "folds": []}
-        for k in [int(f) for f in args.only_folds.split(",") if f] if args.only_folds is not None else range(args.folds):
+        chosen = args.only_folds.split(",") if args.only_folds is not None else range(args.folds)
+        for k in [int(f) for f in chosen if f != ""]:
             root = fold_root(args.data, files, fold, k, args.workdir / "folds")
             out = args.workdir / "runs" / f"{name}-fold{k}"
             seconds = train_run(root, out, overrides, args.weights, args.epochs)
