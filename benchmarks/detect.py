@@ -155,13 +155,19 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} +- {spread:.3f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def folds_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every cross-validated benchmark here takes: data set, backbone weights, number of folds."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "realorai_dev")
     parser.add_argument(
         "--weights", type=Path, default=REPO.parent / "shared" / "weights" / "mobilenet_v2_imagenet_coral.pth"
     )
     parser.add_argument("--folds", type=int, default=3)
+    return parser
+
+
+def main() -> None:
+    parser = folds_parser(__doc__)
     parser.add_argument("--only-folds", help="run these folds only, e.g. 0,2 ('': none; default: all)")
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument(

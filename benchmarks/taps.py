@@ -10,7 +10,6 @@ features) on one block's statistics, or on a set of blocks', is cross-validated 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from detect import folds_of, image_files  # noqa: E402
+from detect import folds_of, folds_parser, image_files  # noqa: E402
 
 BLOCKS = (1, 3, 6, 10, 13, 16, 18)
 SETS = ((3, 6, 10), (3, 10), (1, 3, 6, 10), (3, 6, 10, 13, 16))
@@ -80,13 +79,7 @@ def cross_validated_auroc(x: torch.Tensor, y: torch.Tensor, fold: torch.Tensor) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "realorai_dev")
-    parser.add_argument(
-        "--weights", type=Path, default=REPO.parent / "shared" / "weights" / "mobilenet_v2_imagenet_coral.pth"
-    )
-    parser.add_argument("--folds", type=int, default=3)
-    args = parser.parse_args()
+    args = folds_parser(__doc__).parse_args()
     files = image_files(args.data)
     y = torch.tensor([f.parent.name in ("ai", "1_fake") for f in files]).float()
     fold = torch.tensor(folds_of(files, args.folds))
