@@ -46,7 +46,6 @@ class DetectiveModule(L.LightningModule):
         subject_hidden: int,
         source_hidden: int,
         dropout: float,
-        source_taps: Sequence[int],
         subject_weight: float,
         source_weight: float,
         label_smoothing: float,
@@ -56,6 +55,7 @@ class DetectiveModule(L.LightningModule):
         freeze_epochs: int,
         finetune: bool,
         freeze_batchnorm: bool = False,
+        source_taps: Sequence[int] = (),
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         source_pos_weight: float | None = None,
@@ -66,8 +66,9 @@ class DetectiveModule(L.LightningModule):
         cache_features: bool = False,
     ) -> None:
         """Defaults only for what the run decides (`freeze_batchnorm`, `source_pos_weight`, the calibrated
-        `threshold`), the statistics every ImageNet backbone was trained with, and speed settings that change no
-        result; every other value comes from `conf/model`."""
+        `threshold`), the statistics every ImageNet backbone was trained with, speed settings that change no
+        result, and `source_taps` (none: what checkpoints from before it hold); every other value comes from
+        `conf/model`."""
         super().__init__()
         self.save_hyperparameters()
         self.subjects = list(subjects) if len(subjects) >= 2 else []
