@@ -45,11 +45,6 @@ class AugmentConfig:
     rescale_prob: float = 0.0
     rescale: Sequence[float] = (0.5, 1.5)
 
-    @property
-    def deterministic(self) -> bool:
-        """True when every epoch gives each image the same pixels (center crop, no flip, blur or JPEG)."""
-        return self.crop == "center" and not (self.flip or self.blur_prob or self.jpeg_prob or self.rescale_prob)
-
 
 def _uniform(lo: float, hi: float) -> float:
     return lo + (hi - lo) * torch.rand(()).item()

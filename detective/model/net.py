@@ -190,15 +190,18 @@ class DetectiveNet(FastExecution, nn.Module):
             return self.both_heads(images)
         if owner is None:
             raise ValueError("crops need their owner: the index of each crop's image")
-        subject = self.heads(self.features(images))[0] if images is not None and self.subject_head else None
+        subject = self.subject_logits(images) if images is not None else None
         return subject, mean_by_owner(self.source_logits(crops), owner)
 
     def both_heads(self, images: Tensor) -> tuple[Tensor | None, Tensor]:
         """Both heads on the same images: one backbone pass, unless the source head reads taps."""
         if not self.source_taps:
             return self.heads(self.features(images))
-        subject = self.heads(self.features(images))[0] if self.subject_head else None
-        return subject, self.source_logits(images)
+        return self.subject_logits(images), self.source_logits(images)
+
+    def subject_logits(self, images: Tensor) -> Tensor | None:
+        """Subject logits [B, S] of downscaled images, or None without a subject head (no backbone pass then)."""
+        return self.heads(self.features(images))[0] if self.subject_head is not None else None
 
     def source_logits(self, x: Tensor) -> Tensor:
         """A source logit per image or crop [N]; without autograd in chunks, so that a batch of images with a grid

@@ -138,7 +138,7 @@ def explain_image(predictor: Predictor, image: Tensor, prediction: Prediction) -
 def _subject_map(predictor: Predictor, image: Tensor, image_view: Tensor, prediction: Prediction) -> HeadMap:
     index = predictor.subjects.index(prediction.subject)
     net = predictor.net
-    cams, _ = grad_cam(net, last_block(net), lambda: net.heads(net.features(image_view[None]))[0][:, index])
+    cams, _ = grad_cam(net, last_block(net), lambda: net.subject_logits(image_view[None])[:, index])
     said = f"Object: {prediction.subject} ({prediction.subject_confidence:.1%})"
     return _view_map("subject", cams, predictor, image, (said, _heat_note(prediction.subject)))
 

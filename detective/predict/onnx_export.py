@@ -66,7 +66,7 @@ class Graph(nn.Module):
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         named = dict(zip(self.inputs, inputs, strict=True))
         if CROPS in named:
-            subject = self.net.heads(self.net.features(named[IMAGES]))[0] if IMAGES in named else None
+            subject = self.net.subject_logits(named[IMAGES]) if IMAGES in named else None
             source = self.net.source_logits(named[CROPS])
         else:
             subject, source = self.net.both_heads(named[IMAGES])
