@@ -47,7 +47,11 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
         ["experiment=finetune", "model.source_taps=[]"],
     ),
     "taps": ("fine-tuned, native crops, source head on blocks 3, 6, 10's statistics", ["experiment=finetune"]),
-    "default": ("frozen, source head on blocks 3, 6, 10's statistics, trained on the judging grid", []),
+    "taps336": (
+        "frozen, blocks 3, 6, 10's mean and std, each image's grid scored as one (the default before)",
+        ["model.source_taps=[3,6,10]", "model.source_statistics=[mean,std]", "model.source_loss=image"],
+    ),
+    "default": ("frozen, blocks 0-10's mean, std and detail, every crop of the grid scored", []),
     "shortcut": ("default + JPEG/rescale augmentation of both sources", ["experiment=shortcut_proof"]),
 }
 
@@ -192,10 +196,14 @@ def main() -> None:
         recipes[name] = (f"variant: {overrides}", overrides.split())
     saved = RESULTS / "detect.json"
     table: dict[str, dict[str, Any]] = {}
+    folds = args.only_folds.split(",") if args.only_folds is not None else range(args.folds)
+    chosen = [int(f) for f in folds if f != ""]
     for name, (about, overrides) in recipes.items():
-        row: dict[str, Any] = {"about": about, "overrides": overrides, "folds": []}
-        chosen = args.only_folds.split(",") if args.only_folds is not None else range(args.folds)
-        for k in [int(f) for f in chosen if f != ""]:
+        previous = json.loads(saved.read_text()).get(name, {}) if saved.is_file() else {}
+        row: dict[str, Any] = {**previous, "about": about, "overrides": overrides}  # a --transfer run keeps the folds
+        if chosen:
+            row["folds"] = []
+        for k in chosen:
             root = fold_root(args.data, files, fold, k, args.workdir / "folds")
             out = args.workdir / "runs" / f"{name}-fold{k}"
             seconds = train_run(root, out, overrides, args.weights, args.epochs)
@@ -229,7 +237,7 @@ def print_table(table: dict[str, dict[str, Any]]) -> None:
     print("\n| " + " | ".join([*columns, "subject acc (cats/dogs)"]) + " |")
     print("|---|---|---|---|---|---|---|")
     for name, row in table.items():
-        folds = row["folds"]
+        folds = row.get("folds", [])
         acc = mean_std([f["judged"]["accuracy"] for f in folds])
         auroc = mean_std([f["judged"]["auroc"] for f in folds])
         one = [f["one_crop"] for f in folds if "one_crop" in f]

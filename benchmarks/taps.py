@@ -1,11 +1,14 @@
-"""Which MobileNetV2 blocks' statistics tell AI images from real photos: the measurement behind `model.source_taps`.
+"""What of the frozen MobileNetV2 tells AI images from real photos: the measurement behind `model.source_taps`,
+`model.source_statistics` and `model.source_loss`.
 
     uv run python benchmarks/taps.py [--data ../shared/data/realorai_dev] [--weights ...] [--folds 3]
 
 For every image, the frozen ImageNet backbone runs on its judging grid of native 224 px crops; each block's maps give
-a per-channel mean and standard deviation, averaged over the crops. A logistic regression (L2, standardised
-features) on one block's statistics, or on a set of blocks', is cross-validated on the same stratified folds as
-`benchmarks/detect.py`; the mean test AUROC over folds is printed per block and per set.
+per-channel statistics (`TAP_STATISTICS`: mean, standard deviation, detail) per crop. A logistic regression (L2,
+standardised features) is cross-validated on the same stratified folds as `benchmarks/detect.py`, fitted either on
+every crop labelled as its image ("every crop", what `source_loss: crop` trains) or on the statistics averaged over
+each image's grid ("grid mean"); an image's score is the mean of its crops' logits. Prints the mean test AUROC and
+accuracy (at logit 0) over folds per block and per set of blocks.
 """
 
 from __future__ import annotations
@@ -22,12 +25,24 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from detect import folds_of, folds_parser, image_files  # noqa: E402
 
-BLOCKS = (1, 3, 6, 10, 13, 16, 18)
-SETS = ((3, 6, 10), (3, 10), (1, 3, 6, 10), (3, 6, 10, 13, 16))
+from detective.model.net import TAP_STATISTICS  # noqa: E402
+
+BLOCKS = (0, 1, 2, 3, 4, 6, 8, 10, 13, 16, 18)
+EARLY = tuple(range(11))  # every block down to the 14x14 maps
+# (blocks, statistics, fitted on): the sets compared
+SETS = (
+    ((3, 6, 10), ("mean", "std"), "grid mean"),  # the default before
+    ((3, 6, 10), ("mean", "std"), "every crop"),
+    (EARLY, ("mean", "std"), "every crop"),
+    (EARLY, ("mean", "std", "detail"), "grid mean"),
+    (EARLY, ("mean", "std", "detail"), "every crop"),  # the default
+    ((0, 2, 4, 8, 10), ("mean", "std", "detail"), "every crop"),
+)
+L2 = 1e-4
 
 
-def block_statistics(files: list[Path], weights: Path) -> dict[int, torch.Tensor]:
-    """Per image and block: per-channel mean and standard deviation of the block's maps, averaged over the grid."""
+def block_statistics(files: list[Path], weights: Path) -> dict[tuple[int, str], torch.Tensor]:
+    """Per (block, statistic): [images, crops, channels], over each image's judging grid."""
     import torchvision
 
     from detective.constants import IMAGENET_MEAN, IMAGENET_STD
@@ -38,44 +53,57 @@ def block_statistics(files: list[Path], weights: Path) -> dict[int, torch.Tensor
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     trunk = net.features.eval()
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    stats: dict[int, list[torch.Tensor]] = {b: [] for b in BLOCKS}
+    stats: dict[tuple[int, str], list[torch.Tensor]] = {(b, s): [] for b in BLOCKS for s in TAP_STATISTICS}
     with torch.inference_mode():
         for path in files:
             x = (grid_crops(load_image(path), 224, 16).float() / 255 - mean) / std
             for index, block in enumerate(trunk):
                 x = block(x)
-                if index in stats:
-                    stats[index].append(torch.cat([x.mean((2, 3)), x.std((2, 3))], 1).mean(0))
-    return {b: torch.stack(v) for b, v in stats.items()}
+                if index in BLOCKS:
+                    for name, statistic in TAP_STATISTICS.items():
+                        stats[index, name].append(statistic(x))
+    return {key: torch.stack(v) for key, v in stats.items()}
 
 
-def fitted_scores(train: torch.Tensor, y: torch.Tensor, test: torch.Tensor, l2: float = 1e-2) -> torch.Tensor:
-    """A logistic regression on standardised `train` rows (labels `y`), converged by L-BFGS; its scores on `test`."""
-    mu, sd = train.mean(0), train.std(0) + 1e-6
-    train, test = (train - mu) / sd, (test - mu) / sd
-    w = torch.zeros(train.shape[1], requires_grad=True)
+def fitted_scores(train: torch.Tensor, y: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
+    """A logistic regression on standardised `train` rows [N, crops, D] (labels `y` [N], one per image, for every
+    crop of it), converged by L-BFGS; the mean of its logits over each `test` image's crops."""
+    rows, labels = train.flatten(0, 1), y.repeat_interleave(train.shape[1])
+    mu, sd = rows.mean(0), rows.std(0) + 1e-6
+    w = torch.zeros(rows.shape[1], requires_grad=True)
     b = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=200)
+    opt = torch.optim.LBFGS([w, b], max_iter=300)
 
     def loss() -> torch.Tensor:
         opt.zero_grad()
-        value = F.binary_cross_entropy_with_logits(train @ w + b, y) + l2 * (w**2).sum()
+        value = F.binary_cross_entropy_with_logits((rows - mu) / sd @ w + b, labels) + L2 * (w**2).sum()
         value.backward()
         return value
 
     opt.step(loss)
-    return (test @ w + b).detach()
+    return (((test - mu) / sd @ w + b).mean(1)).detach()
 
 
-def cross_validated_auroc(x: torch.Tensor, y: torch.Tensor, fold: torch.Tensor) -> float:
-    """Mean test AUROC over the folds."""
+def cross_validated(x: torch.Tensor, y: torch.Tensor, fold: torch.Tensor) -> tuple[float, float]:
+    """Mean test AUROC and accuracy (at logit 0) over the folds."""
     from torchmetrics.functional.classification import binary_auroc
 
-    scores = [
-        float(binary_auroc(fitted_scores(x[fold != k], y[fold != k], x[fold == k]), y[fold == k].long()))
-        for k in fold.unique()
-    ]
-    return sum(scores) / len(scores)
+    aurocs, accuracies = [], []
+    for k in fold.unique():
+        test = fold == k
+        scores = fitted_scores(x[~test], y[~test], x[test])
+        aurocs.append(float(binary_auroc(scores, y[test].long())))
+        accuracies.append(float(((scores > 0).float() == y[test]).float().mean()))
+    return sum(aurocs) / len(aurocs), sum(accuracies) / len(accuracies)
+
+
+def report(stats: dict, y: torch.Tensor, fold: torch.Tensor, blocks, names, fitted_on: str) -> None:
+    x = torch.cat([stats[b, s] for b in blocks for s in names], 2)
+    if fitted_on == "grid mean":
+        x = x.mean(1, keepdim=True)
+    auroc, accuracy = cross_validated(x, y, fold)
+    label = f"blocks {', '.join(map(str, blocks))}; {', '.join(names)}; {fitted_on} ({x.shape[2]} values)"
+    print(f"{label}: AUROC {auroc:.3f}, accuracy {accuracy:.3f}", flush=True)
 
 
 def main() -> None:
@@ -84,10 +112,11 @@ def main() -> None:
     y = torch.tensor([f.parent.name in ("ai", "1_fake") for f in files]).float()
     fold = torch.tensor(folds_of(files, args.folds))
     stats = block_statistics(files, args.weights)
-    for blocks in [(b,) for b in BLOCKS] + list(SETS):
-        x = torch.cat([stats[b] for b in blocks], 1)
-        auroc = cross_validated_auroc(x, y, fold)
-        print(f"blocks {', '.join(map(str, blocks))} ({x.shape[1]} values): AUROC {auroc:.3f}", flush=True)
+    for block in BLOCKS:
+        for names in (("mean", "std"), ("mean", "std", "detail")):
+            report(stats, y, fold, (block,), names, "every crop")
+    for blocks, names, fitted_on in SETS:
+        report(stats, y, fold, blocks, names, fitted_on)
 
 
 if __name__ == "__main__":

@@ -68,10 +68,41 @@ def _check_positive(**sizes: int) -> None:
             raise ValueError(f"{name} must be at least 1, got {value}")
 
 
+def _detail(x: Tensor) -> Tensor:
+    """Per-channel standard deviation of what a 3x3 local mean leaves out: the maps' finest texture, where
+    generators' upsampling and denoising traces sit; mean and standard deviation mostly miss it."""
+    return (x - F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)).std((2, 3))
+
+
+# What the source head may read of each tapped block's maps [N, C, H, W] -> [N, C].
+TAP_STATISTICS: dict[str, Callable[[Tensor], Tensor]] = {
+    "mean": lambda x: x.mean((2, 3)),
+    "std": lambda x: x.std((2, 3)),
+    "detail": _detail,
+}
+
+
+def check_statistics(names: Sequence[str]) -> tuple[str, ...]:
+    """`names` as a tuple of distinct known tap statistics; a ValueError lists the known ones."""
+    if not names or any(n not in TAP_STATISTICS for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"source_statistics must be distinct names of {', '.join(TAP_STATISTICS)}, got {list(names)}")
+    return tuple(names)
+
+
 CROP_CHUNK = 64  # crops per backbone call when judging without autograd
 
 # The constructor arguments that define the architecture; a checkpoint stores them as hyperparameters.
-ARCHITECTURE_KEYS = ("backbone", "shared", "subject_hidden", "source_hidden", "dropout", "mean", "std", "source_taps")
+ARCHITECTURE_KEYS = (
+    "backbone",
+    "shared",
+    "subject_hidden",
+    "source_hidden",
+    "dropout",
+    "mean",
+    "std",
+    "source_taps",
+    "source_statistics",
+)
 
 
 class BatchStandardize(nn.BatchNorm1d):
@@ -87,10 +118,11 @@ class BatchStandardize(nn.BatchNorm1d):
 class DetectiveNet(FastExecution, nn.Module):
     """Backbone + global average pooling -> shared layer -> subject logits [B, S] and source logits [B].
 
-    With `source_taps` the source head reads other features than the subject head: the per-channel mean and
-    standard deviation of those backbone blocks' maps (standardised, then its own shared layer). Generators leave
-    their traces in the statistics of early, high-resolution maps, which the last block's pooled, semantic features
-    have mostly averaged away; the source head then needs only the backbone up to its deepest tap.
+    With `source_taps` the source head reads other features than the subject head: per-channel statistics of
+    those backbone blocks' maps (`source_statistics`: mean, standard deviation, detail), standardised, then its own
+    shared layer. Generators leave their traces in the statistics of early, high-resolution maps, which the last
+    block's pooled, semantic features have mostly averaged away; the source head then needs only the backbone up to
+    its deepest tap.
 
     What the network is lives here; how its backbone runs (memory layout, traced or folded forms, remembered
     features) comes from `detective.model.fast.FastExecution`.
@@ -111,10 +143,13 @@ class DetectiveNet(FastExecution, nn.Module):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         source_taps: Sequence[int] = (),
+        source_statistics: Sequence[str] = ("mean", "std"),
         trunk: nn.Module | None = None,
     ) -> None:
         """`source_taps`: backbone blocks the source head reads (empty: the pooled last block, as the subject head);
-        `trunk`: a ready-made backbone of the same layout (e.g. the torchvision-free inference twin)."""
+        `source_statistics`: what it reads of each (names in `TAP_STATISTICS`; the default is what checkpoints from
+        before the choice hold); `trunk`: a ready-made backbone of the same layout (e.g. the torchvision-free
+        inference twin)."""
         super().__init__()
         if num_subjects == 1 or num_subjects < 0:
             raise ValueError(f"num_subjects must be 0 (no subject head) or at least 2, got {num_subjects}")
@@ -128,6 +163,7 @@ class DetectiveNet(FastExecution, nn.Module):
         self.num_subjects = num_subjects
         self.feature_dim = spec.feature_dim
         self.source_taps = check_taps(source_taps, spec)
+        self.source_statistics = check_statistics(source_statistics)
         self.backbone_frozen = False
         self.statistics_frozen = False  # the backbone learns with BatchNorm's running statistics kept (eval mode)
         self._init_execution()
@@ -138,7 +174,7 @@ class DetectiveNet(FastExecution, nn.Module):
         self.backbone = spec.build() if trunk is None else trunk
         uses_pooled = num_subjects or not self.source_taps
         self.shared = nn.Sequential(nn.Linear(spec.feature_dim, shared), nn.ReLU()) if uses_pooled else None
-        tap_dim = 2 * sum(spec.block_channels[t] for t in self.source_taps)
+        tap_dim = len(self.source_statistics) * sum(spec.block_channels[t] for t in self.source_taps)
         self.source_shared = None
         if self.source_taps:
             self.source_shared = nn.Sequential(BatchStandardize(tap_dim), nn.Linear(tap_dim, shared), nn.ReLU())
@@ -190,8 +226,12 @@ class DetectiveNet(FastExecution, nn.Module):
             return self.both_heads(images)
         if owner is None:
             raise ValueError("crops need their owner: the index of each crop's image")
-        subject = self.subject_logits(images) if images is not None else None
-        return subject, mean_by_owner(self.source_logits(crops), owner)
+        subject, per_crop = self.crop_heads(images, crops)
+        return subject, mean_by_owner(per_crop, owner)
+
+    def crop_heads(self, images: Tensor | None, crops: Tensor) -> tuple[Tensor | None, Tensor]:
+        """(subject logits of `images`, or None without images or subject head; a source logit per crop [N])."""
+        return (self.subject_logits(images) if images is not None else None), self.source_logits(crops)
 
     def both_heads(self, images: Tensor) -> tuple[Tensor | None, Tensor]:
         """Both heads on the same images: one backbone pass, unless the source head reads taps."""
@@ -213,7 +253,7 @@ class DetectiveNet(FastExecution, nn.Module):
         return self.source_head(self.source_shared(self.tap_statistics(x))).squeeze(-1)
 
     def tap_statistics(self, x: Tensor) -> Tensor:
-        """Per-channel mean and standard deviation of each tapped block's maps [N, tap_dim]; runs the backbone only
+        """`source_statistics` of each tapped block's maps, per channel [N, tap_dim]; runs the backbone only
         up to the deepest tap, in its plain (eager) form, without autograd while it is frozen (and then, with
         `cache_features`, once per image or crop)."""
         return self.remembered(x, self._computed_tap_statistics, "taps")
@@ -225,7 +265,7 @@ class DetectiveNet(FastExecution, nn.Module):
             for index, block in enumerate(self.backbone[: self.source_taps[-1] + 1]):
                 x = block(x)
                 if index in self.source_taps:
-                    statistics += [x.mean((2, 3)), x.std((2, 3))]
+                    statistics += [TAP_STATISTICS[name](x) for name in self.source_statistics]
         return torch.cat(statistics, 1)
 
     def source_block(self) -> nn.Module:

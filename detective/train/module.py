@@ -20,10 +20,11 @@ from torchmetrics.functional.classification import binary_auroc, binary_average_
 
 from detective.constants import IMAGENET_MEAN, IMAGENET_STD
 from detective.data.dataset import Batch
-from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone
+from detective.model.net import DetectiveNet, freeze_backbone, mean_by_owner, unfreeze_backbone
 from detective.train.metrics import Collected, GroupAccuracy, best_balanced_threshold, source_metrics, subject_metrics
 
 STAGES = ("train", "val", "test")
+SOURCE_LOSSES = ("image", "crop")
 
 
 class DetectiveModule(L.LightningModule):
@@ -56,6 +57,8 @@ class DetectiveModule(L.LightningModule):
         finetune: bool,
         freeze_batchnorm: bool = False,
         source_taps: Sequence[int] = (),
+        source_statistics: Sequence[str] = ("mean", "std"),
+        source_loss: str = "image",
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         source_pos_weight: float | None = None,
@@ -67,9 +70,14 @@ class DetectiveModule(L.LightningModule):
     ) -> None:
         """Defaults only for what the run decides (`freeze_batchnorm`, `source_pos_weight`, the calibrated
         `threshold`), the statistics every ImageNet backbone was trained with, speed settings that change no
-        result, and `source_taps` (none: what checkpoints from before it hold); every other value comes from
-        `conf/model`."""
+        result, and the source head's choices made after the first checkpoints (`source_taps`, `source_statistics`,
+        `source_loss`: what those checkpoints hold); every other value comes from `conf/model`.
+
+        `source_loss`: "image" scores each image's source logit (the mean of its crops'); "crop" scores every crop's
+        logit against its image's label, so each crop must show the traces on its own (README "Detection")."""
         super().__init__()
+        if source_loss not in SOURCE_LOSSES:
+            raise ValueError(f"source_loss must be one of {', '.join(SOURCE_LOSSES)}, got {source_loss!r}")
         self.save_hyperparameters()
         self.subjects = list(subjects) if len(subjects) >= 2 else []
         self.net = DetectiveNet(
@@ -80,6 +88,7 @@ class DetectiveModule(L.LightningModule):
             source_hidden=source_hidden,
             dropout=dropout,
             source_taps=source_taps,
+            source_statistics=source_statistics,
             mean=mean,
             std=std,
         )
@@ -115,7 +124,7 @@ class DetectiveModule(L.LightningModule):
         self, subject_logits: Tensor | None, source_logits: Tensor, subjects: Tensor, sources: Tensor
     ) -> dict[str, Tensor]:
         """The weighted two-head loss, from logits (stable log-softmax / log-sigmoid); source only without a
-        subject head."""
+        subject head. `source_logits` and `sources` are per image, or per crop with `source_loss: crop`."""
         bce = F.binary_cross_entropy_with_logits(source_logits, sources, pos_weight=self.pos_weight)
         losses = {"loss": self.hparams.source_weight * bce, "source_loss": bce}
         if subject_logits is not None:
@@ -124,11 +133,24 @@ class DetectiveModule(L.LightningModule):
             losses["loss"] = losses["loss"] + self.hparams.subject_weight * ce
         return losses
 
+    def scored(self, batch: Batch) -> tuple[Tensor | None, Tensor, dict[str, Tensor]]:
+        """(subject logits, each image's source logit, the losses) of a batch; with `source_loss: crop` the source
+        loss scores every crop's logit against its image's label."""
+        if batch.crops is None or self.hparams.source_loss == "image":
+            subject_logits, source_logits = self(batch.images, batch.crops, batch.owner)
+            return (
+                subject_logits,
+                source_logits,
+                self.loss(subject_logits, source_logits, batch.subjects, batch.sources),
+            )
+        subject_logits, per_crop = self.net.crop_heads(batch.images, batch.crops)
+        losses = self.loss(subject_logits, per_crop, batch.subjects, batch.sources[batch.owner])
+        return subject_logits, mean_by_owner(per_crop, batch.owner), losses
+
     def _step(self, batch: Batch | None, stage: str) -> Tensor | None:
         if batch is None:  # every image of the batch failed to decode (already reported)
             return None
-        subject_logits, source_logits = self(batch.images, batch.crops, batch.owner)
-        losses = self.loss(subject_logits, source_logits, batch.subjects, batch.sources)
+        subject_logits, source_logits, losses = self.scored(batch)
         probs = torch.sigmoid(source_logits.detach().float())
         decisions = (probs >= self.threshold).long()
         metrics = [getattr(self, f"{stage}_source_metrics")]

@@ -4,7 +4,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from detective.constants import IMAGENET_MEAN, IMAGENET_STD
-from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone
+from detective.model.net import TAP_STATISTICS, DetectiveNet, freeze_backbone, unfreeze_backbone
 from tests.helpers import ids
 
 
@@ -248,6 +248,25 @@ def test_with_subjects_taps_leave_the_subject_path_as_it_was(images):
     assert torch.allclose(tapped(images)[0], plain(images)[0])
     assert ids(tapped.backbone_parameters()) == ids(tapped.backbone.parameters())
     assert tapped.source_block() is tapped.backbone[6] and plain.source_block() is plain.backbone[-1]
+
+
+def test_detail_is_the_spread_of_what_a_local_mean_leaves_out():
+    flat = torch.full((1, 2, 6, 6), 3.0)
+    stripes = torch.arange(6.0).remainder(2).expand(1, 2, 6, 6)  # columns 0, 1, 0, 1, ...: pure fine texture
+    ramp = torch.arange(6.0).expand(1, 2, 6, 6)  # a wider spread of values, but smooth
+    assert TAP_STATISTICS["detail"](flat).abs().max() < 1e-6
+    assert TAP_STATISTICS["std"](ramp).min() > TAP_STATISTICS["std"](stripes).max()  # what std alone sees
+    assert TAP_STATISTICS["detail"](stripes).min() > 2 * TAP_STATISTICS["detail"](ramp).max()  # a ramp: edges only
+
+
+def test_a_source_head_reads_the_statistics_it_is_given_per_tapped_block(images):
+    net = DetectiveNet(0, source_taps=[1, 3], source_statistics=["mean", "std", "detail"]).eval()
+    assert linear_shapes(net.source_shared) == [(3 * (16 + 24), 128)]
+    maps = net.backbone[:2](net.normalize(images))
+    first = torch.cat([maps.mean((2, 3)), maps.std((2, 3)), TAP_STATISTICS["detail"](maps)], 1)
+    assert torch.allclose(net.tap_statistics(images)[:, :48], first, atol=1e-5)
+    with pytest.raises(ValueError, match="source_statistics must be distinct names of mean, std, detail"):
+        DetectiveNet(0, source_taps=[1], source_statistics=["mean", "kurtosis"])
 
 
 @pytest.mark.parametrize("taps", [[19], [-1], [3, 3]])

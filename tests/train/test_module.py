@@ -2,7 +2,9 @@ import math
 
 import pytest
 import torch
+from torch.nn import functional as F
 
+from detective.data.dataset import Batch
 from detective.train.metrics import GroupAccuracy, best_balanced_threshold
 from tests.helpers import make_module
 
@@ -116,6 +118,27 @@ def test_without_subjects_the_loss_is_the_weighted_source_loss_alone():
     losses = module.loss(None, torch.tensor([1.0, -2.0]), torch.tensor([0, 0]), torch.tensor([1.0, 0.0]))
     assert "subject_loss" not in losses
     assert losses["loss"].item() == pytest.approx(1.5 * losses["source_loss"].item())
+
+
+def test_a_crop_loss_scores_every_crop_against_its_images_label_and_judges_by_their_mean():
+    torch.manual_seed(0)
+    crops, owner = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 0, 1, 1])
+    batch = Batch(None, crops, owner, torch.tensor([0, 0]), torch.tensor([1.0, 0.0]))
+    by_crop = make_module((), source_loss="crop").eval()
+    by_image = make_module((), source_loss="image").eval()
+    by_image.load_state_dict(by_crop.state_dict())
+    per_crop = by_crop.net.source_logits(crops)
+    _, judged, losses = by_crop.scored(batch)
+    expected = F.binary_cross_entropy_with_logits(per_crop, torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    assert losses["source_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert torch.allclose(judged, per_crop.view(2, 2).mean(1))
+    _, judged_as_one, image_losses = by_image.scored(batch)
+    assert torch.allclose(judged_as_one, judged)
+    assert image_losses["source_loss"].item() == pytest.approx(
+        F.binary_cross_entropy_with_logits(judged, batch.sources).item(), rel=1e-5
+    )
+    with pytest.raises(ValueError, match="source_loss must be one of image, crop, got 'pixel'"):
+        make_module((), source_loss="pixel")
 
 
 def test_a_restored_checkpoint_brings_its_own_threshold():
