@@ -51,7 +51,8 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
         "frozen, blocks 3, 6, 10's mean and std, each image's grid scored as one (the default before)",
         ["model.source_taps=[3,6,10]", "model.source_statistics=[mean,std]", "model.source_loss=image"],
     ),
-    "default": ("frozen, blocks 0-10's mean, std and detail, every crop of the grid scored", []),
+    "default": ("frozen, blocks 0-10's mean, std and detail, every crop of the grid scored, the final epoch kept", []),
+    "bestepoch": ("the same, the best epoch by val/score with early stopping (callbacks=best)", ["callbacks=best"]),
     "shortcut": ("default + JPEG/rescale augmentation of both sources", ["experiment=shortcut_proof"]),
 }
 

@@ -125,6 +125,14 @@ def checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
     return trainer.checkpoint_callback if isinstance(trainer.checkpoint_callback, ModelCheckpoint) else None
 
 
+def kept_score(trainer: L.Trainer, ckpt: ModelCheckpoint | None, metric: str) -> float | None:
+    """`metric` of the checkpoint kept: the best epoch's, or with no monitor (`callbacks=final`) the last epoch's."""
+    if ckpt is not None and ckpt.monitor is None:
+        value = trainer.callback_metrics.get(metric)
+        return None if value is None else float(value)
+    return best_score(ckpt)
+
+
 def best_score(ckpt: ModelCheckpoint | None) -> float | None:
     """The monitored metric of the best checkpoint; after spawn-based DDP only its file knows it."""
     if ckpt is None or not ckpt.best_model_path:
@@ -163,7 +171,7 @@ def _fit_and_test(cfg: DictConfig) -> float | None:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     ckpt = checkpoint_callback(trainer)
     best = ckpt.best_model_path if ckpt and ckpt.best_model_path else None
-    score = best_score(ckpt)
+    score = kept_score(trainer, ckpt, cfg.optimized_metric)
     if cfg.get("test"):
         metrics = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         if trainer.is_global_zero:

@@ -2,9 +2,9 @@
 
 A Hydra callback (`hydra.callbacks.sweep_summary` in `conf/hydra/default.yaml`) that reads what every job left in
 its own folder (its overrides, its metrics file), so it works whichever launcher ran the jobs, also when some
-failed. Columns: the job's overrides (those the jobs differ in), its monitored score (the best epoch's, as
-checkpointing picked it) and the main test metrics of its best checkpoint; a plot of the score against each swept
-numeric parameter is written beside it.
+failed. Columns: the job's overrides (those the jobs differ in), its score (`optimized_metric` of the checkpoint
+kept: the best epoch's, or the last epoch's with `callbacks=final`) and the main test metrics of that checkpoint;
+a plot of the score against each swept numeric parameter is written beside it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ TEST_COLUMNS = ("test/source_acc", "test/source_auroc", "test/subject_acc")
 CSV_NAME = "summary.csv"
 
 
-def job_row(job: Path, monitor: str, mode: str) -> dict[str, Any] | None:
-    """One job's overrides, best monitored score and test metrics; None for a folder that is not a finished job."""
+def job_row(job: Path, monitor: str, mode: str, last: bool = False) -> dict[str, Any] | None:
+    """One job's overrides, monitored score (the best epoch's, or with `last` the last epoch's: the checkpoint
+    kept) and test metrics; None for a folder that is not a finished job."""
     overrides_file, metrics_file = job / ".hydra" / "overrides.yaml", job / "logs" / "metrics.csv"
     if not overrides_file.is_file() or not metrics_file.is_file():
         return None
@@ -37,16 +38,17 @@ def job_row(job: Path, monitor: str, mode: str) -> dict[str, Any] | None:
     scores = [float(r[monitor]) for r in rows if r.get(monitor)]
     tests = [r for r in rows if any(r.get(c) for c in TEST_COLUMNS)]
     row: dict[str, Any] = {"job": job.name, "overrides": " ".join(overrides)}
-    row[monitor] = (max if mode == "max" else min)(scores) if scores else math.nan
+    kept = (lambda values: values[-1]) if last else (max if mode == "max" else min)
+    row[monitor] = kept(scores) if scores else math.nan
     for column in TEST_COLUMNS:
         row[column] = float(tests[-1][column]) if tests and tests[-1].get(column) else math.nan
     return row
 
 
-def summarise(sweep_dir: Path, monitor: str, mode: str) -> list[dict[str, Any]]:
+def summarise(sweep_dir: Path, monitor: str, mode: str, last: bool = False) -> list[dict[str, Any]]:
     """Every job's row under `sweep_dir`, best monitored score first (jobs without a score last)."""
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    rows = [r for r in (job_row(job, monitor, mode) for job in jobs) if r is not None]
+    rows = [r for r in (job_row(job, monitor, mode, last) for job in jobs) if r is not None]
     swept = _varying([r["overrides"].split() for r in rows])
     for r in rows:  # what the jobs differ in; the overrides they share say nothing about the ranking
         r["overrides"] = " ".join(o for o in r["overrides"].split() if o.partition("=")[0] in swept)
@@ -106,9 +108,10 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        monitor = str(config.callbacks.model_checkpoint.monitor)
+        monitor = str(config.optimized_metric)
         mode = str(config.callbacks.model_checkpoint.get("mode", "min"))
-        rows = summarise(sweep_dir, monitor, mode) if sweep_dir.is_dir() else []
+        last = config.callbacks.model_checkpoint.monitor is None  # callbacks=final keeps the last epoch
+        rows = summarise(sweep_dir, monitor, mode, last) if sweep_dir.is_dir() else []
         if not rows:
             log.info("Sweep summary: no finished jobs under %s", sweep_dir)
             return

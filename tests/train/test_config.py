@@ -1,5 +1,6 @@
 """One source for every setting: the YAML's values reach the objects train.py builds, and the demo is an option."""
 
+import pytest
 from hydra.utils import instantiate
 
 from detective.train.config import compose_config, demo_by_default
@@ -37,3 +38,22 @@ def test_objects_built_from_the_config_get_exactly_the_yaml_values():
     for key in ("image_size", "crop_fraction", "source_view", "source_crop", "source_crops"):
         assert args[key] == data[key]
     assert args["freeze_epochs"] == cfg.model.freeze_epochs and args["labels"]["token"] == data.labels.token
+
+
+@pytest.mark.parametrize(
+    "experiment, kept",
+    [
+        (None, "final"),
+        ("experiment=shortcut_proof", "final"),
+        ("experiment=finetune", "best"),
+        ("experiment=frozen", "best"),
+        ("experiment=demo", "best"),
+    ],
+)
+def test_the_default_recipe_keeps_the_final_epoch_and_the_measured_recipes_their_best(experiment, kept):
+    cfg = compose_config(["data.root=photos", *([experiment] if experiment else [])])
+    checkpoint, stopping = cfg.callbacks.model_checkpoint, cfg.callbacks.get("early_stopping")
+    if kept == "final":
+        assert checkpoint.monitor is None and stopping is None
+    else:
+        assert checkpoint.monitor == cfg.optimized_metric == "val/score" and stopping.patience == 10

@@ -106,9 +106,17 @@ def test_fine_tuning_from_a_weights_file_keeps_its_batchnorm_statistics(tiny_tre
 
 @pytest.mark.slow
 def test_last_checkpoint_is_the_last_epoch_and_resuming_continues_after_it(tiny_tree, tmp_path):
-    train(compose_config(train_overrides(tiny_tree, tmp_path / "run", "trainer.max_epochs=3", "test=false")))
+    score = train(compose_config(train_overrides(tiny_tree, tmp_path / "run", "trainer.max_epochs=3", "test=false")))
+    scores = [
+        float(r["val/score"])
+        for r in csv.DictReader((tmp_path / "run" / "logs" / "metrics.csv").open())
+        if r.get("val/score")
+    ]
+    assert score == pytest.approx(scores[-1])  # what a sweeper gets: the kept (last) epoch's score
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 2  # epochs 0, 1, 2
+    kept = torch.load(last.with_name("best.ckpt"), map_location="cpu", weights_only=True)
+    assert kept["epoch"] == 2 and "EarlyStopping" not in str(kept["callbacks"])  # callbacks=final, the default
     resumed = tmp_path / "resumed"
     train(
         compose_config(train_overrides(tiny_tree, resumed, "trainer.max_epochs=4", "test=false", f"ckpt_path={last}"))
@@ -123,7 +131,8 @@ def test_reported_test_metrics_are_what_predict_gives_with_the_best_checkpoint(t
     from detective.predict.predictor import Predictor
 
     out = tmp_path / "run"
-    train(compose_config(train_overrides(tiny_tree, out, "trainer.max_epochs=4", "seed=3")))
+    # callbacks=best: the best epoch is not the last, so its own threshold must come back with its weights
+    train(compose_config(train_overrides(tiny_tree, out, "trainer.max_epochs=4", "seed=3", "callbacks=best")))
     rows = [r for r in csv.DictReader((out / "logs" / "metrics.csv").open()) if r.get("test/source_acc")]
     reported = {k: float(rows[-1][k]) for k in ("test/source_acc", "test/subject_acc")}
     data = [o for o in train_overrides(tiny_tree, out) if o.startswith("data.") and not o.startswith("data.root")]

@@ -33,11 +33,25 @@ def test_jobs_are_ranked_by_their_best_epoch_and_a_failed_job_is_left_out(tmp_pa
     assert [r["job"] for r in summarise(tmp_path, "val/score", "min")] == ["0", "1"]
 
 
+def test_when_the_last_epoch_is_kept_jobs_are_ranked_by_their_last_epoch(tmp_path):
+    write_job(tmp_path / "0", ["model.lr=0.001"], [0.9, 0.5], 0.6)
+    write_job(tmp_path / "1", ["model.lr=0.01"], [0.6, 0.7], 0.7)
+    assert [r["job"] for r in summarise(tmp_path, "val/score", "max")] == ["0", "1"]
+    kept = summarise(tmp_path, "val/score", "max", last=True)
+    assert [(r["job"], r["val/score"]) for r in kept] == [("1", 0.7), ("0", 0.5)]
+
+
 def test_the_callback_writes_the_csv_and_a_plot_of_score_against_the_swept_value(tmp_path):
     for i, lr in enumerate((0.001, 0.01, 0.1)):
         write_job(tmp_path / str(i), [f"model.lr={lr}", "seed=1"], [0.5 + i / 10], 0.5)
-    monitor = compose_config(["data.root=x"]).callbacks.model_checkpoint  # as train.py's sweeps have it
-    cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}, "callbacks": {"model_checkpoint": monitor}})
+    composed = compose_config(["data.root=x"])  # as train.py's sweeps have it
+    cfg = OmegaConf.create(
+        {
+            "hydra": {"sweep": {"dir": str(tmp_path)}},
+            "callbacks": {"model_checkpoint": composed.callbacks.model_checkpoint},
+            "optimized_metric": composed.optimized_metric,
+        }
+    )
     SweepSummary().on_multirun_end(cfg)
     with open(tmp_path / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
