@@ -27,7 +27,7 @@ from detect import folds_of, folds_parser, image_files  # noqa: E402
 
 from detective.model.net import TAP_STATISTICS  # noqa: E402
 
-BLOCKS = (0, 1, 2, 3, 4, 6, 8, 10, 13, 16, 18)
+BLOCKS = (0, 1, 2, 3, 4, 6, 8, 10, 13, 16, 18)  # reported one by one
 EARLY = tuple(range(11))  # every block down to the 14x14 maps
 # (blocks, statistics, fitted on): the sets compared
 SETS = (
@@ -42,7 +42,7 @@ L2 = 1e-4
 
 
 def block_statistics(files: list[Path], weights: Path) -> dict[tuple[int, str], torch.Tensor]:
-    """Per (block, statistic): [images, crops, channels], over each image's judging grid."""
+    """Per (block, statistic), every block: [images, crops, channels], over each image's judging grid."""
     import torchvision
 
     from detective.constants import IMAGENET_MEAN, IMAGENET_STD
@@ -53,15 +53,14 @@ def block_statistics(files: list[Path], weights: Path) -> dict[tuple[int, str], 
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     trunk = net.features.eval()
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    stats: dict[tuple[int, str], list[torch.Tensor]] = {(b, s): [] for b in BLOCKS for s in TAP_STATISTICS}
+    stats: dict[tuple[int, str], list[torch.Tensor]] = {(b, s): [] for b in range(len(trunk)) for s in TAP_STATISTICS}
     with torch.inference_mode():
         for path in files:
             x = (grid_crops(load_image(path), 224, 16).float() / 255 - mean) / std
             for index, block in enumerate(trunk):
                 x = block(x)
-                if index in BLOCKS:
-                    for name, statistic in TAP_STATISTICS.items():
-                        stats[index, name].append(statistic(x))
+                for name, statistic in TAP_STATISTICS.items():
+                    stats[index, name].append(statistic(x))
     return {key: torch.stack(v) for key, v in stats.items()}
 
 
