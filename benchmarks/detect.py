@@ -202,8 +202,7 @@ def main() -> None:
     for name, (about, overrides) in recipes.items():
         previous = json.loads(saved.read_text()).get(name, {}) if saved.is_file() else {}
         row: dict[str, Any] = {**previous, "about": about, "overrides": overrides}  # a --transfer run keeps the folds
-        if chosen:
-            row["folds"] = []
+        row["folds"] = [f for f in row.get("folds", []) if f.get("fold") not in chosen]  # the folds run again go
         for k in chosen:
             root = fold_root(args.data, files, fold, k, args.workdir / "folds")
             out = args.workdir / "runs" / f"{name}-fold{k}"
@@ -211,13 +210,14 @@ def main() -> None:
             best = out / "checkpoints" / "best.ckpt"
             test = [f for f, fk in zip(files, fold, strict=True) if fk == k]
             result = {
+                "fold": k,
                 "seconds": seconds,
                 "judged": judge(best, test).__dict__,
                 "reported_acc": test_metric(out, "test/source_acc"),
             }
             if "source_view=resized" not in " ".join(overrides):
                 result["one_crop"] = judge(best, test, source_crops=1).__dict__
-            row["folds"].append(result)
+            row["folds"] = sorted([*row["folds"], result], key=lambda f: f.get("fold", -1))
             print(f"{name} fold {k}: {result}", flush=True)
         if args.transfer:
             out = args.workdir / "runs" / f"{name}-transfer"

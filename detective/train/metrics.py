@@ -68,7 +68,9 @@ def best_balanced_threshold(probs: Tensor, target: Tensor) -> tuple[float, float
     """The AI-probability threshold maximising balanced accuracy on (probs, target): (threshold, accuracy).
 
     Candidates are midpoints between consecutive distinct probabilities, so the threshold sits
-    between the classes rather than on a training example. With one class present it stays 0.5.
+    between the classes rather than on a training example. Of the candidates that tie for the best, the one nearest
+    0.5, where a model trained with a calibrated loss draws its own line (the lowest of them, the first, would lean
+    towards calling images AI on a small validation split). With one class present it stays 0.5.
     """
     target = target.long()
     if probs.numel() == 0 or target.min() == target.max():
@@ -80,5 +82,6 @@ def best_balanced_threshold(probs: Tensor, target: Tensor) -> tuple[float, float
     tpr = (decide & pos).sum(1) / pos.sum()
     tnr = (~decide & neg).sum(1) / neg.sum()
     balanced = (tpr + tnr) / 2
-    best = int(torch.argmax(balanced))
+    tied = torch.nonzero(balanced == balanced.max()).squeeze(1)
+    best = int(tied[torch.argmin((candidates[tied] - 0.5).abs())])
     return float(candidates[best].clamp(0, 1)), float(balanced[best])

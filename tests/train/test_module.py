@@ -99,6 +99,13 @@ def test_best_balanced_threshold_separates_the_classes():
     assert best_balanced_threshold(probs, torch.ones(6, dtype=torch.long))[0] == 0.5
 
 
+def test_of_thresholds_tied_for_the_best_the_one_nearest_one_half_is_chosen():
+    probs = torch.tensor([0.05, 0.10, 0.60, 0.20, 0.70, 0.90])  # real, real, real, AI, AI, AI
+    target = torch.tensor([0, 0, 0, 1, 1, 1])
+    threshold, balanced = best_balanced_threshold(probs, target)  # 0.15 and 0.65 each get one image wrong
+    assert threshold == pytest.approx(0.65) and balanced == pytest.approx(5 / 6)
+
+
 def test_imbalanced_scores_get_a_threshold_far_from_one_half():
     probs = torch.tensor([0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08])
     target = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
