@@ -46,8 +46,9 @@ def test_source_metrics_equal_hand_computed_values():
     assert m["average_precision"] == pytest.approx((1 + 1 + 3 / 4) / 3)  # AI at ranks 1, 2 and 4
     # Every image alone in its probability bin: the ECE is the mean gap between probability and truth.
     assert m["ece"] == pytest.approx((0.1 + 0.4 + 0.2 + 0.65 + 0.2 + 0.3) / 6, abs=1e-6)
-    # Balanced accuracy 5/6 is reached first between 0.2 and 0.35 (every AI image found, 0.4 called AI).
-    assert m["best_threshold"] == {"threshold": pytest.approx(0.275), "balanced_accuracy": pytest.approx(5 / 6),
+    # Balanced accuracy 5/6 is reached between 0.2 and 0.35 (every AI image found, 0.4 called AI) and between 0.4
+    # and 0.7 (0.35 missed, every real one right): of the two, the one nearer 0.5.
+    assert m["best_threshold"] == {"threshold": pytest.approx(0.55), "balanced_accuracy": pytest.approx(5 / 6),
                                    "optimistic": True}  # fmt: skip
 
 
