@@ -8,7 +8,7 @@ from detective.predict.checkpoint import read_checkpoint
 from detective.train.config import compose_config
 from detective.train.module import DetectiveModule
 from detective.train.run import ConfigError, resolve_cache_features, resolve_freeze_batchnorm, train
-from tests.helpers import make_datamodule, train_overrides
+from tests.helpers import make_datamodule, make_module, train_overrides
 
 
 def test_tiny_fit_writes_best_and_last_checkpoints(trained_checkpoint):
@@ -24,6 +24,25 @@ def test_checkpoint_reloads_with_no_extra_arguments(trained_checkpoint):
     assert 0.0 <= module.threshold <= 1.0
     subject_logits, source_logits = module.eval()(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
     assert subject_logits.shape == (2, 3) and source_logits.shape == (2,)
+
+
+def test_a_checkpoint_from_before_the_source_statistics_and_crop_loss_loads_and_predicts_as_trained(tmp_path):
+    import lightning as L
+
+    from detective.predict.predictor import Predictor
+
+    torch.manual_seed(0)
+    old = make_module(("cat", "dog"), source_taps=[1, 3], source_statistics=["mean", "std"]).eval()
+    hparams = {k: v for k, v in old.hparams.items() if k not in ("source_statistics", "source_loss")}
+    path = tmp_path / "old.ckpt"
+    torch.save(
+        {"state_dict": old.state_dict(), "hyper_parameters": hparams, "pytorch-lightning_version": L.__version__}, path
+    )
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    loaded = DetectiveModule.load_from_checkpoint(path, map_location="cpu").eval()
+    assert loaded.net.source_statistics == ("mean", "std") and loaded.hparams.source_loss == "image"
+    assert torch.allclose(loaded(images)[1], old(images)[1])
+    assert Predictor.from_checkpoint(path, device="cpu").net.source_statistics == ("mean", "std")
 
 
 def test_checkpoint_holds_plain_values_only(trained_checkpoint):
