@@ -1,11 +1,11 @@
-"""Faster forms of the model for the parts that do not learn: memory layout, a frozen, fused backbone, and
-BatchNorm's frozen statistics folded into the convolutions of a backbone that learns.
+"""Faster forms of the model for the parts that do not learn: memory layout, BatchNorm's frozen statistics folded
+into the convolutions, and an opt-in traced, oneDNN-fused backbone guarded by a fallback.
 
-A frozen backbone runs as a TorchScript trace (BatchNorm folded, conv + BatchNorm + ReLU6 fused by oneDNN):
-`torch.compile` measured slower after a long compile (README "Speed" has the figures). `FastExecution` holds this
-execution state for `DetectiveNet`, so that net.py says only what the network is.
-TorchScript is deprecated in favour of torch.compile; if a future torch drops it, `trace_frozen` falls back to the
-eager module with a warning.
+A frozen backbone runs folded by default: plain PyTorch operators, so it runs on any CPU. The traced form ("jit")
+is faster where oneDNN Graph works, but oneDNN builds its fused kernels at the first calls of each input shape, and
+on some CPUs that fails for small maps; so it is checked against the folded form when built and any error at a
+later call falls back to the folded form for the rest of the run (README "Speed" has the figures). `FastExecution`
+holds this execution state for `DetectiveNet`, so that net.py says only what the network is.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
@@ -21,8 +22,9 @@ import torch
 from torch import Tensor, fx, nn
 from torch.nn import functional as F
 
-# model.frozen_backbone: how a frozen backbone runs; "eager" is the module as it is.
-FROZEN_FORMS = ("jit", "eager")
+# model.frozen_backbone: how a frozen backbone runs. folded: BatchNorm folded into the convolutions; jit: traced and
+# oneDNN-fused, checked and falling back to folded; eager: the module as it is.
+FROZEN_FORMS = ("folded", "jit", "eager")
 
 
 def check_frozen_form(form: str) -> str:
@@ -36,28 +38,94 @@ def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def trace_frozen(trunk: nn.Module, example: Tensor, dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
-    """An inference-only copy of `trunk` (which must be in eval mode and not learn): traced, frozen (weights as
-    constants, BatchNorm folded) and, on CPU, fused by oneDNN Graph. Its outputs equal the module's to float
-    rounding; the copy does not follow later weight changes, so rebuild it after the trunk trains again.
+@contextmanager
+def onednn_fusion(enabled: bool) -> Iterator[None]:
+    """oneDNN Graph fusion for the block only: the switch is process-wide, and other code must not inherit it."""
+    before = torch.jit.onednn_fusion_enabled()
+    torch.jit.enable_onednn_fusion(enabled)
+    try:
+        yield
+    finally:
+        torch.jit.enable_onednn_fusion(before)
 
-    With a `dtype` other than the example's (bf16 under mixed precision), the copy holds its weights in that dtype
+
+def trace_frozen(trunk: nn.Module, example: Tensor, dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
+    """An inference-only form of `trunk` (which must be in eval mode and not learn): traced, frozen (weights as
+    constants, BatchNorm folded) and, on CPU, fused by oneDNN Graph, behind `GuardedTrace`; where tracing fails, the
+    folded form. Its outputs equal the module's to float rounding; it does not follow later weight changes, so
+    rebuild it after the trunk trains again.
+
+    With a `dtype` other than the example's (bf16 under mixed precision), the form holds its weights in that dtype
     and casts its input to it: autocast would otherwise convert every weight on every call, and could not fuse."""
     if trunk.training:
         raise ValueError("trace_frozen needs the trunk in eval mode (BatchNorm with running statistics)")
     dtype = dtype or example.dtype
     if dtype != example.dtype:
         trunk, example = copy.deepcopy(trunk).to(dtype), example.to(dtype)
-    if example.device.type == "cpu":
-        torch.jit.enable_onednn_fusion(True)
+    fallback = _casting_input(fold_batchnorm(trunk), dtype)
+    fuse = example.device.type == "cpu"
     try:
-        with warnings.catch_warnings(), torch.no_grad(), torch.autocast(example.device.type, enabled=False):
+        with (
+            warnings.catch_warnings(),
+            torch.no_grad(),
+            torch.autocast(example.device.type, enabled=False),
+            onednn_fusion(fuse),
+        ):
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice: a known choice here
             traced = torch.jit.freeze(torch.jit.trace(trunk, example, check_trace=False))
     except (AttributeError, RuntimeError) as err:  # a torch without TorchScript, or a trunk it cannot trace
-        warnings.warn(f"frozen backbone runs eagerly: TorchScript tracing failed ({err})", stacklevel=2)
-        traced = trunk
-    return _casting_input(traced, dtype)
+        warnings.warn(f"frozen backbone runs folded: TorchScript tracing failed ({err})", stacklevel=2)
+        return fallback
+    guarded = GuardedTrace(_casting_input(traced, dtype), fallback, fuse)
+    return guarded if guarded.agrees_on(example) else fallback
+
+
+class GuardedTrace:
+    """A traced form that can never crash a run: any error it raises at a call (oneDNN builds fused kernels per
+    input shape at the first calls, and on some CPUs cannot for small maps) switches it, with one warning, to the
+    fallback for the rest of the run; that call's answer comes from the fallback."""
+
+    CHECK_CALLS = 3  # the profiling executor optimises and fuses on the second call of a shape: check past it
+
+    def __init__(self, traced: Callable[[Tensor], Tensor], fallback: Callable[[Tensor], Tensor], fuse: bool) -> None:
+        self.traced, self.fallback, self.fuse = traced, fallback, fuse
+        self.failed = False
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if not self.failed:
+            try:
+                with onednn_fusion(self.fuse):
+                    return self.traced(x)
+            except RuntimeError as err:
+                self._fail(f"failed at a call ({_first_line(err)})")
+        return self.fallback(x)
+
+    def agrees_on(self, example: Tensor) -> bool:
+        """Whether the traced form gives the fallback's answer on `example` and on odd batch sizes of it, over
+        several calls; if not, it has failed (with one warning)."""
+        batches = {len(example), 1, max(len(example) - 1, 1)}
+        for size in sorted(batches, reverse=True):
+            x = example[:size]
+            with torch.no_grad():
+                want = self.fallback(x).float()
+            for _ in range(self.CHECK_CALLS):
+                with torch.no_grad():
+                    got = self(x)
+                if self.failed:
+                    return False
+                if not torch.allclose(got.float(), want, rtol=0.05, atol=0.05 * float(want.abs().max())):
+                    self._fail("disagreed with the folded form on a check")
+                    return False
+        return True
+
+    def _fail(self, why: str) -> None:
+        self.failed = True
+        warnings.warn(f"frozen backbone runs folded for the rest of the run: its traced form {why}", stacklevel=3)
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(err).__name__
 
 
 def _casting_input(fn: Callable[[Tensor], Tensor], dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
@@ -126,7 +194,7 @@ class _ConvBatchNorm(nn.Module):
 class FastExecution:
     """How a net's backbone runs, apart from what the net is (mixed into `DetectiveNet`, which provides
     `backbone`, `normalize`, `backbone_frozen` and `statistics_frozen`): the memory layout of weights and inputs,
-    the traced form of a frozen backbone, BatchNorm's frozen statistics folded into the convolutions, and the
+    the folded or traced form of a frozen backbone, BatchNorm's frozen statistics folded into the convolutions, and the
     features a frozen backbone remembers per image. None of it is saved: traces and features are rebuilt on use."""
 
     backbone: nn.Module
@@ -145,13 +213,13 @@ class FastExecution:
         self,
         *,
         channels_last: bool = True,
-        frozen_backbone: str = "jit",
+        frozen_backbone: str = "folded",
         compile: bool = False,
         cache_features: bool = False,
     ) -> FastExecution:
         """How the net runs, not what it computes: the memory layout of weights and inputs, the form a frozen
-        backbone, or frozen BatchNorm statistics, run in ("jit" traces the one and folds the other into the
-        convolutions), `torch.compile` on the backbone, and whether a frozen
+        backbone, or frozen BatchNorm statistics, run in ("folded" folds BatchNorm into the convolutions for both;
+        "jit" traces a frozen backbone instead), `torch.compile` on the backbone, and whether a frozen
         backbone's features are remembered per image (worth it when the same images come back every epoch, i.e.
         without random augmentation; ~5 KB per image). Outputs agree with the plain net to float rounding."""
         check_frozen_form(frozen_backbone)
@@ -198,10 +266,12 @@ class FastExecution:
         return F.adaptive_avg_pool2d(maps, 1).flatten(1)
 
     def _frozen_trunk(self, x: Tensor) -> Callable[[Tensor], Tensor]:
-        """The frozen backbone in `frozen_form`, traced once per device, precision and layout; under autocast
-        (mixed precision) the trace is of a copy in the autocast dtype, as a trace bakes in one precision."""
+        """The frozen backbone in `frozen_form`; "jit" is traced once per device, precision and layout, and under
+        autocast (mixed precision) of a copy in the autocast dtype, as a trace bakes in one precision."""
         if self.frozen_form == "eager":
             return self.backbone
+        if self.frozen_form == "folded":
+            return self._folded_backbone
         device = x.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
         key = (x.device, dtype, self.memory_format)

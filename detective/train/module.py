@@ -64,7 +64,7 @@ class DetectiveModule(L.LightningModule):
         source_pos_weight: float | None = None,
         threshold: float = 0.5,
         channels_last: bool = True,
-        frozen_backbone: str = "jit",
+        frozen_backbone: str = "folded",
         compile: bool = False,
         cache_features: bool = False,
     ) -> None:

@@ -1,11 +1,14 @@
+from __future__ import annotations
+
 import copy
 import pickle
+from typing import ClassVar
 
 import pytest
 import torch
 from torch import nn
 
-from detective.model.fast import check_frozen_form, fold_batchnorm, trace_frozen
+from detective.model.fast import FROZEN_FORMS, GuardedTrace, check_frozen_form, fold_batchnorm, trace_frozen
 from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone
 from tests.helpers import ids
 
@@ -39,7 +42,7 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * float(expected.detach().abs().max()))
 
 
-@pytest.mark.parametrize("form", ["jit", "eager"])
+@pytest.mark.parametrize("form", FROZEN_FORMS)
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_fast_forms_compute_what_the_plain_net_computes(images, form, channels_last):
     fast = realistic_net().set_speed(channels_last=channels_last, frozen_backbone=form)
@@ -108,7 +111,7 @@ def test_frozen_backbone_gets_no_gradients_and_the_heads_learn(images):
 
 
 def test_no_stale_trace_after_fine_tuning_or_loading_weights(images):
-    net = realistic_net().set_speed()
+    net = realistic_net().set_speed(frozen_backbone="jit")
     freeze_backbone(net)
     net.eval()
     net.features(images)
@@ -127,7 +130,7 @@ def test_no_stale_trace_after_fine_tuning_or_loading_weights(images):
 
 
 def test_a_net_with_a_trace_still_pickles_and_copies(images):
-    net = realistic_net().set_speed()
+    net = realistic_net().set_speed(frozen_backbone="jit")
     freeze_backbone(net)
     net.eval()
     expected = net.features(images)
@@ -206,14 +209,14 @@ def test_folded_form_shares_the_trunk_and_replaces_every_conv_batchnorm_pair():
     assert "batch_norm" not in folded.code and "self.0.1" not in folded.code
 
 
-@pytest.mark.parametrize("form", ["jit", "eager"])
-def test_fine_tuning_with_frozen_statistics_runs_folded_in_the_jit_form_only(images, form):
+@pytest.mark.parametrize("form", FROZEN_FORMS)
+def test_fine_tuning_with_frozen_statistics_runs_folded_unless_eager(images, form):
     net = realistic_net().set_speed(frozen_backbone=form)
     unfreeze_backbone(net, keep_statistics=True)
     net.train()
     subject_logits, _ = net(images)  # the source head's dropout is on in train mode; the subject head has none
     assert_close(subject_logits, plain_copy(net)(images)[0])
-    assert ("_folded_backbone" in net.__dict__) == (form == "jit")
+    assert ("_folded_backbone" in net.__dict__) == (form != "eager")
     assert pickle.loads(pickle.dumps(net)).__dict__.get("_folded_backbone") is None  # rebuilt, never pickled
 
 
@@ -228,3 +231,67 @@ def test_a_frozen_backbone_remembers_tap_statistics_apart_from_pooled_features(i
     net.features(images)  # pooled features of the same pixels are another thing: computed
     assert seen == [4, 4] and first.shape == (4, 48)
     assert_close(again, first.flip(0))
+
+
+class Breaks:
+    """A traced form that fails at every call, as oneDNN's fused kernels do on some CPUs for small maps."""
+
+    made: ClassVar[list[Breaks]] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.calls = 0
+        Breaks.made.append(self)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        raise RuntimeError(
+            "The following operation failed in the TorchScript interpreter.\ncould not create a primitive"
+        )
+
+
+def fail_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every traced form passes its build-time check, then fails at each call."""
+    monkeypatch.setattr(torch.jit, "freeze", Breaks)
+    monkeypatch.setattr(Breaks, "made", [])
+    monkeypatch.setattr(GuardedTrace, "agrees_on", lambda self, example: True)
+
+
+def test_a_traced_form_failing_at_a_call_falls_back_to_folded_for_the_rest_of_the_run(images, monkeypatch):
+    fail_at_call_time(monkeypatch)
+    net = realistic_net().set_speed(frozen_backbone="jit")
+    freeze_backbone(net)
+    net.eval()
+    want = plain_copy(net)
+    with pytest.warns(UserWarning, match="runs folded for the rest of the run.*could not create a primitive") as seen:
+        for size in (4, 3, 1):
+            assert_close(net.features(images[:size]), want.features(images[:size]))
+    assert len(seen) == 1
+    (trunk,) = net._frozen_trunks.values()
+    assert trunk.failed and [b.calls for b in Breaks.made] == [1]  # tried once, then never again
+
+
+def test_a_traced_form_that_fails_its_build_time_check_is_not_used(images, monkeypatch):
+    monkeypatch.setattr(torch.jit, "freeze", Breaks)
+    trunk = realistic_net().backbone.eval()
+    with pytest.warns(UserWarning, match="runs folded"):
+        form = trace_frozen(trunk, images.float())
+    assert not isinstance(form, GuardedTrace)
+    with torch.no_grad():
+        assert_close(form(images.float()), trunk(images.float()))
+
+
+@pytest.mark.parametrize("size", [32, 48, 224])
+def test_the_jit_form_answers_as_eager_at_small_and_large_sizes_and_odd_batches_on_this_cpu(size):
+    """Whether oneDNN can fuse these shapes depends on the CPU: either the trace works or the guard falls back."""
+    net = realistic_net().set_speed(frozen_backbone="jit")
+    freeze_backbone(net)
+    net.eval()
+    want = plain_copy(net)
+    fusion = torch.jit.onednn_fusion_enabled()
+    generator = torch.Generator().manual_seed(size)
+    with torch.no_grad():
+        for batch in (5, 3, 1, 2):
+            x = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=generator)
+            for _ in range(2):
+                assert_close(net.features(x), want.features(x))
+    assert torch.jit.onednn_fusion_enabled() == fusion  # no process-wide switch left changed
