@@ -3,7 +3,9 @@
 Errors stop a run (nothing to learn); warnings are printed and the run goes on. The format and
 pixel-size checks exist because a real-vs-AI detector happily learns "PNG, 512x512" instead of
 "AI-generated" when the two sources differ that way; the shortcut check (`shortcut`) measures the
-same danger over all file metadata at once.
+same danger over all file metadata at once. With several roots, each root is checked on its own
+and then all of them together: real photos from one collection and AI images from another can
+differ in ways neither collection shows alone.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from statistics import median
 
 from detective.data.labels import LabelRule, substring_rule_changes
 from detective.data.scan import Sample, ScanResult
 from detective.data.shortcut import ShortcutCheck, shortcut_check
+from detective.data.split import merge_splits
 
 SOURCE_NAMES = {False: "real", True: "ai"}
 FORMAT_GAP = 0.5  # total-variation distance of the format mixes of real and AI images
@@ -39,13 +43,16 @@ class AuditReport:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    ignored_files: int = 0  # non-image files
     subject_head: bool = True  # False: source-only data (no subject folders, or just one)
     mode: str = ""  # which heads train, and why
     shortcut: ShortcutCheck | None = None  # None only when nothing was found to check
+    parts: list[AuditReport] = field(default_factory=list)  # one per root when data.root names several
 
     def raise_on_error(self) -> None:
-        if self.errors:
-            raise DataError(self.errors[0])
+        errors = self.errors + [e for part in self.parts for e in part.errors]  # roots named twice: the first fix
+        if errors:
+            raise DataError(errors[0])
 
 
 def _tv_distance(a: Counter, b: Counter) -> float:
@@ -130,23 +137,86 @@ def _side(area: float) -> str:
 
 def audit(scan: ScanResult, splits: Mapping[str, Sequence[Sample]], rule: LabelRule = LabelRule()) -> AuditReport:
     """Check a scanned and split data set; errors make training pointless, warnings deserve a look."""
-    report = AuditReport(str(scan.root))
-    report.counts = {name: Counter((s.subject, s.is_ai) for s in part) for name, part in splits.items()}
+    report = _inspect_root(scan, splits, rule)
+    if not report.errors:
+        _judge(report, scan.samples, splits)
+        _compare_sources(report, scan.samples, splits)
+    return report
+
+
+def audit_roots(
+    scans: Sequence[ScanResult], splits: Sequence[Mapping[str, Sequence[Sample]]], rule: LabelRule = LabelRule()
+) -> AuditReport:
+    """`audit` of several roots (one scan and its splits each): every root's files on their own (`parts`), then
+    the data as a whole, subjects merged by name, where real and AI images from different roots may differ in
+    ways no single root shows. One root gets the plain `audit`."""
+    if len(scans) == 1:
+        return audit(scans[0], splits[0], rule)
+    parts = [_inspect_root(scan, part, rule) for scan, part in zip(scans, splits, strict=True)]
+    merged = merge_splits(splits)
+    samples = [s for scan in scans for s in scan.samples]
+    report = AuditReport(", ".join(part.root for part in parts), _counts(merged), parts=parts)
+    report.ignored_files = sum(part.ignored_files for part in parts)
+    report.errors += _overlaps([scan.root for scan in scans])
+    if report.errors or any(part.errors for part in parts):
+        return report
+    for scan, split, part in zip(scans, splits, parts, strict=True):
+        part.warnings += _one_source_warnings(scan.samples)
+        _compare_sources(part, scan.samples, split)
+    _judge(report, samples, merged)
+    flat = [part.root for part in parts if not part.subjects]
+    if flat and report.subjects:
+        report.warnings.append(
+            f"{', '.join(flat)} {'has' if len(flat) == 1 else 'have'} no subject folders (real/ai only), so the "
+            "subject folders of the other roots train no subject head either: give every root subject folders "
+            "to learn subjects"
+        )
+    _compare_sources(report, samples, merged)
+    return report
+
+
+def _counts(splits: Mapping[str, Sequence[Sample]]) -> dict[str, Counter]:
+    return {name: Counter((s.subject, s.is_ai) for s in part) for name, part in splits.items()}
+
+
+def _one_source_warnings(samples: Sequence[Sample]) -> list[str]:
+    """One of several roots holding a single source: fine, but the collection itself may become the cue."""
+    sources = {s.is_ai for s in samples}
+    if len(sources) > 1:
+        return []
+    return [
+        f"only {SOURCE_NAMES[sources.pop()]} images in this root: what sets the collection apart (camera, scenes, "
+        "processing) may be learned as the source; the checks of all roots below compare it with the others"
+    ]
+
+
+def _overlaps(roots: Sequence[Path]) -> list[str]:
+    """Errors for roots that are the same folder or one inside the other: their images would count twice."""
+    return [
+        f"data.root names {a} and {b}, one inside the other: their images would count twice; name each folder once"
+        for i, a in enumerate(roots)
+        for b in roots[i + 1 :]
+        if a.is_relative_to(b) or b.is_relative_to(a)
+    ]
+
+
+def _inspect_root(scan: ScanResult, splits: Mapping[str, Sequence[Sample]], rule: LabelRule) -> AuditReport:
+    """One root's counts and layout, and what its files say: unreadable, outside any subject folder, or labelled
+    in a way worth a second look."""
+    report = AuditReport(str(scan.root), _counts(splits), ignored_files=scan.ignored_files)
     report.subjects = sorted({s.subject for s in scan.samples if s.subject})
     report.unreadable = [str(err) for err in scan.unreadable]
     layout = f"{scan.root}/train/<subject>/<image>" if scan.split_layout else f"{scan.root}/<subject>/<image>"
     if not scan.samples:
         report.errors.append(f"no readable images found under {scan.root}: expected {layout} (e.g. cat/img_01.jpg)")
         return report
-    _choose_mode(report, scan)
-    for subject in report.subjects if report.subject_head else []:
-        sources = {s.is_ai for s in scan.samples if s.subject == subject}
-        if len(sources) == 1:
-            missing = "AI" if True not in sources else "real"
-            report.warnings.append(f"subject {subject!r} has no {missing} images: the source head learns nothing there")
-    report.warnings += confound_warnings(scan.samples)
-    report.shortcut = shortcut_check(splits.get("train", []))
-    report.warnings += shortcut_warnings(report.shortcut)
+    loose = sum(not s.subject for s in scan.samples)
+    if loose and report.subjects:
+        report.errors.append(
+            f"{loose} images sit in real/ai folders at the top of {scan.root}, beside subject folders "
+            f"({', '.join(report.subjects[:3])}): move them into a subject folder, or the subject folders into real/ai"
+        )
+        return report
     disagree = sum(s.name_disagrees for s in scan.samples)
     if disagree:
         report.warnings.append(
@@ -164,43 +234,69 @@ def audit(scan: ScanResult, splits: Mapping[str, Sequence[Sample]], rule: LabelR
         )
     if scan.unreadable:
         report.warnings.append(f"{len(scan.unreadable)} unreadable images were excluded (listed below)")
-    for name, part in splits.items():
-        if not part and name in ("train", "val"):
-            report.warnings.append(f"the {name} split is empty: add images or change data.val_fraction")
     return report
 
 
-def _choose_mode(report: AuditReport, scan: ScanResult) -> None:
-    """Both heads with two or more subject folders; the source head alone with none (real/ and ai/ at the top)
-    or one; an error where nothing can be learned or the layouts are mixed."""
-    loose = sum(not s.subject for s in scan.samples)
-    if loose and report.subjects:
-        report.errors.append(
-            f"{loose} images sit in real/ai folders at the top of {scan.root}, beside subject folders "
-            f"({', '.join(report.subjects[:3])}): move them into a subject folder, or the subject folders into real/ai"
-        )
-        return
-    report.subject_head = len(report.subjects) >= 2
+def _compare_sources(report: AuditReport, samples: Sequence[Sample], splits: Mapping[str, Sequence[Sample]]) -> None:
+    """The shortcuts a detector could learn: real and AI images that differ in format, size or file metadata."""
+    report.warnings += confound_warnings(samples)
+    report.shortcut = shortcut_check(splits.get("train", []))
+    report.warnings += shortcut_warnings(report.shortcut)
+
+
+def _judge(report: AuditReport, samples: Sequence[Sample], splits: Mapping[str, Sequence[Sample]]) -> None:
+    """What can be learned from the data as a whole: the mode, subjects lacking a source, empty splits."""
+    _choose_mode(report, samples)
+    for subject in report.subjects if report.subject_head else []:
+        sources = {s.is_ai for s in samples if s.subject == subject}
+        if len(sources) == 1:
+            missing = "AI" if True not in sources else "real"
+            report.warnings.append(f"subject {subject!r} has no {missing} images: the source head learns nothing there")
+    for name, part in splits.items():
+        if not part and name in ("train", "val"):
+            report.warnings.append(f"the {name} split is empty: add images or change data.val_fraction")
+
+
+def _choose_mode(report: AuditReport, samples: Sequence[Sample]) -> None:
+    """Both heads with two or more subjects and every image in one; the source head alone with no subject folders
+    (real/ai only), one, or roots of both kinds; an error where nothing can be learned."""
+    report.subjects = sorted({s.subject for s in samples if s.subject})
+    flat = any(not s.subject for s in samples)
+    report.subject_head = len(report.subjects) >= 2 and not flat
     if report.subject_head:
         report.mode = f"both heads: {len(report.subjects)} subjects, and real vs AI"
         return
-    why = f"one subject folder ({report.subjects[0]!r})" if report.subjects else "no subject folders (real/ai only)"
+    if flat and report.subjects:
+        why = "roots with and roots without subject folders"
+    elif report.subjects:
+        why = f"one subject folder ({report.subjects[0]!r})"
+    else:
+        why = "no subject folders (real/ai only)"
     report.mode = f"source only: {why}, so the subject head is off and only real vs AI is learned"
-    if len({s.is_ai for s in scan.samples}) < 2:
-        have = "AI" if scan.samples[0].is_ai else "real"
+    if len({s.is_ai for s in samples}) < 2:
+        have = "AI" if samples[0].is_ai else "real"
         report.errors.append(
-            f"{why} and only {have} images under {scan.root}: nothing to learn; add the other source "
+            f"{why} and only {have} images under {report.root}: nothing to learn; add the other source "
             "(an `ai` token in file names, or real/ and ai/ folders) or at least two subject folders"
         )
 
 
-def format_report(report: AuditReport, ignored_files: int = 0) -> str:
-    """The audit as a table of subject x source counts per split, then findings, for the console."""
-    cols = [split for split in ("train", "val", "test") if split in report.counts]
+def format_report(report: AuditReport) -> str:
+    """The audit for the console: each root's part when there are several, then the data as a whole."""
     lines = [f"Data audit: {report.root}"]
-    header = f"  {'subject':<20}{'source':<8}" + "".join(f"{c:>8}" for c in cols)
-    lines.append(header)
-    for subject in report.subjects if report.subject_head else [""]:
+    for part in report.parts:
+        lines += [f"Root {part.root}:", *(f"  {line}" for line in _section(part))]
+    if report.parts:
+        lines.append("All roots:")
+    return "\n".join(lines + _section(report))
+
+
+def _section(report: AuditReport) -> list[str]:
+    """A table of subject x source counts per split (subjects only where they are learned or, for one of several
+    roots, found), then the findings."""
+    cols = [split for split in ("train", "val", "test") if split in report.counts]
+    lines = [f"  {'subject':<20}{'source':<8}" + "".join(f"{c:>8}" for c in cols)]
+    for subject in (report.subjects if report.subject_head else []) or [""]:
         for is_ai in (False, True):
             row = [
                 sum(n for (s, a), n in report.counts[c].items() if a == is_ai and (s == subject or not subject))
@@ -209,8 +305,8 @@ def format_report(report: AuditReport, ignored_files: int = 0) -> str:
             lines.append(f"  {subject or '(all)':<20}{SOURCE_NAMES[is_ai]:<8}" + "".join(f"{n:>8}" for n in row))
     totals = [sum(report.counts[c].values()) for c in cols]
     lines.append(f"  {'total':<28}" + "".join(f"{n:>8}" for n in totals))
-    if ignored_files:
-        lines.append(f"  ({ignored_files} non-image files ignored)")
+    if report.ignored_files:
+        lines.append(f"  ({report.ignored_files} non-image files ignored)")
     if report.mode:
         lines.append(f"Mode: {report.mode}")
     if report.shortcut is not None:
@@ -218,4 +314,4 @@ def format_report(report: AuditReport, ignored_files: int = 0) -> str:
     lines += [f"ERROR: {e}" for e in report.errors]
     lines += [f"WARNING: {w}" for w in report.warnings]
     lines += [f"  unreadable: {u}" for u in report.unreadable]
-    return "\n".join(lines)
+    return lines

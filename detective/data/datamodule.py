@@ -1,24 +1,24 @@
-"""The LightningDataModule: root folder (or the built-in demo) -> audited, split, batched loaders."""
+"""The LightningDataModule: root folder(s) (or the built-in demo) -> audited, split, batched loaders."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from torch.utils.data import DataLoader
 
-from detective.data.audit import AuditReport, audit, format_report
+from detective.data.audit import AuditReport, DataError, audit_roots, format_report
 from detective.data.augment import AugmentConfig, source_train_transform, train_transform
 from detective.data.cache import DecodedCache, default_cache_dir
 from detective.data.dataset import ImageDataset, collate_skip_failed
 from detective.data.geometry import check_source_view
 from detective.data.labels import LabelRule
 from detective.data.scan import ScanResult, scan_folder
-from detective.data.split import stratified_split
+from detective.data.split import merge_splits, stratified_split
 from detective.data.transforms import resize_size
 from detective.data.views import eval_views
 
@@ -26,13 +26,14 @@ log = logging.getLogger(__name__)
 
 
 class DetectiveDataModule(L.LightningDataModule):
-    """Scans `root` (the demo set when None), prints the audit, and serves train/val/test loaders of `Batch`es.
+    """Scans `root` (a folder, a list of them, or the demo set when None), prints the audit, and serves
+    train/val/test loaders of `Batch`es.
 
     Every setting comes from `conf/data` (no defaults here, so Python and the YAML cannot disagree)."""
 
     def __init__(
         self,
-        root: str | None,
+        root: str | Sequence[str] | None,
         image_size: int,
         crop_fraction: float,
         source_view: str,
@@ -72,7 +73,7 @@ class DetectiveDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.native = self.source_view == "native"
         self.cache = self._decoded_cache(cache_dir) if decoded_cache and not self.native else None
-        self.scan: ScanResult | None = None
+        self.scans: list[ScanResult] = []  # one per root
         self.report: AuditReport | None = None
         self.splits: dict[str, list] = {}
         self.subjects: list[str] = []
@@ -87,34 +88,40 @@ class DetectiveDataModule(L.LightningDataModule):
         a = self.augment
         if a.blur_prob or a.jpeg_prob or a.rescale_prob:
             return False
-        image_view = not self.native or self.scan is None or bool(self.subjects)
+        image_view = not self.native or not self.scans or bool(self.subjects)
         return (a.crop == "center" or not image_view) and (not self.native or self.source_train_crops == "grid")
 
-    def data_root(self) -> Path:
-        """The folder to train on: `root`, or the demo set (generated into the cache on first use)."""
-        if self.root is not None:
-            return Path(os.path.expanduser(str(self.root)))
-        from detective.data.demo import demo_root
+    def data_roots(self) -> list[Path]:
+        """The folders to train on: `root` (one or a list), or the demo set (generated into the cache on first use)."""
+        if self.root is None:
+            from detective.data.demo import demo_root
 
-        return demo_root(**self.demo)
+            return [demo_root(**self.demo)]
+        roots = [self.root] if isinstance(self.root, str | os.PathLike) else list(self.root)
+        if not roots:
+            raise DataError("data.root is an empty list: name a folder, or several (data.root=[/a,/b])")
+        return [Path(os.path.expanduser(str(root))) for root in roots]
 
     def _decoded_cache(self, cache_dir: str | None) -> DecodedCache:
         folder = Path(cache_dir) if cache_dir else default_cache_dir() / "decoded"
         return DecodedCache(folder, resize_size(self.image_size, self.crop_fraction))
 
     def prepare_data(self) -> None:
-        self.data_root()  # generates the demo set once, on one process
+        self.data_roots()  # generates the demo set once, on one process
 
     def setup(self, stage: str | None = None) -> None:
-        if self.scan is not None:
+        if self.scans:
             return
-        self.scan = scan_folder(self.data_root(), self.rule)
-        self.splits = stratified_split(
-            self.scan.samples, self.scan.root, self.val_fraction, self.test_fraction, self.seed
-        )
-        self.report = audit(self.scan, self.splits, self.rule)
+        self.scans = [scan_folder(root, self.rule) for root in self.data_roots()]
+        # Each root split on its own: stratified by root too, and a root added never moves another's files.
+        splits = [
+            stratified_split(scan.samples, scan.root, self.val_fraction, self.test_fraction, self.seed)
+            for scan in self.scans
+        ]
+        self.splits = merge_splits(splits)
+        self.report = audit_roots(self.scans, splits, self.rule)
         if self.trainer is None or self.trainer.is_global_zero:
-            log.info(format_report(self.report, self.scan.ignored_files))
+            log.info(format_report(self.report))
         self.report.raise_on_error()
         self.subjects = self.report.subjects if self.report.subject_head else []
 

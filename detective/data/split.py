@@ -2,14 +2,16 @@
 
 Each sample's place comes from a hash of (seed, its path relative to the root), not from the
 order files were listed or from a random generator, so the same seed and files give the same
-split on any machine, and adding a file never moves the others.
+split on any machine, and adding a file never moves the others. Several roots are split one by
+one and then joined (`merge_splits`): stratified by root as well, and adding a root never moves
+another root's files.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from detective.data.labels import SPLIT_NAMES
@@ -67,3 +69,8 @@ def stratified_split(
     for split in SPLIT_NAMES:
         out[split].sort(key=lambda s: s.key(root))
     return out
+
+
+def merge_splits(parts: Sequence[Mapping[str, Sequence[Sample]]]) -> dict[str, list[Sample]]:
+    """The splits of several roots joined split by split, in the order of the roots."""
+    return {name: [s for part in parts for s in part[name]] for name in SPLIT_NAMES}

@@ -1,7 +1,10 @@
 import logging
+import re
 
+import pytest
 import torch
 
+from detective.data.audit import DataError
 from detective.data.geometry import crop_grid
 from detective.data.transforms import load_image
 from tests.helpers import balanced_names, make_datamodule, write_image
@@ -106,7 +109,7 @@ def test_demo_set_is_the_default_root(tmp_path, monkeypatch):
     dm.prepare_data()
     dm.setup()
     assert dm.subjects == ["circle", "square", "star", "triangle"]
-    assert str(dm.scan.root).startswith(str(tmp_path))
+    assert str(dm.scans[0].root).startswith(str(tmp_path))
 
 
 def test_batches_come_in_channels_last_and_collate_in_workers_too(image_tree):
@@ -140,3 +143,38 @@ def test_the_grid_as_training_view_shows_training_what_is_judged(image_tree):
     _, train_crops = dm.dataset("train").views(load_image(sample.path))
     _, judged = dm.dataset("val").views(load_image(sample.path))
     assert train_crops.shape == (4, 3, 32, 32) and torch.equal(train_crops, judged)
+
+
+def test_several_roots_keep_their_own_layouts_and_splits(image_tree, tmp_path):
+    given = image_tree(
+        [f"{split}/{n}" for split, per in (("train", 6), ("val", 2)) for n in balanced_names(("cat", "dog"), per)],
+        root=tmp_path / "given",
+    ).resolve()
+    hashed = image_tree(balanced_names(("cat", "owl"), 10), root=tmp_path / "hashed").resolve()
+    both, alone = make_module(None, f"data.root=[{given},{hashed}]"), make_module(hashed)
+    for dm in (both, alone):
+        dm.setup()
+    assert both.subjects == ["cat", "dog", "owl"]
+    for split in ("train", "val", "test"):  # the hashed root's files split as when it is trained alone
+        assert [s for s in both.splits[split] if s.path.is_relative_to(hashed)] == alone.splits[split]
+    from_given = {split: [s for s in both.splits[split] if s.path.is_relative_to(given)] for split in both.splits}
+    assert {s.split for s in from_given["val"]} == {"val"} and len(from_given["val"]) == 8  # as given, not carved
+    assert len(from_given["test"]) == 4  # no test folder: carved out of its train folder, one per cell
+    assert len(alone.splits["val"]) == len(alone.splits["test"]) == 8  # 15% of each of 4 cells of 10
+
+
+def test_a_list_of_one_root_is_that_root(image_tree):
+    root = image_tree(balanced_names(("cat", "dog"), 6))
+    listed, plain = make_module(None, f"data.root=[{root}]"), make_module(root)
+    for dm in (listed, plain):
+        dm.setup()
+    assert listed.splits == plain.splits and listed.report == plain.report and listed.report.parts == []
+
+
+def test_a_missing_root_among_several_is_a_one_line_error_naming_it(image_tree, tmp_path):
+    dm = make_module(None, f"data.root=[{image_tree()},{tmp_path / 'nowhere'}]")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"data root not found: {tmp_path / 'nowhere'} ")) as err:
+        dm.setup()
+    assert "\n" not in str(err.value)
+    with pytest.raises(DataError, match=r"data\.root is an empty list"):
+        make_module(None, "data.root=[]").setup()

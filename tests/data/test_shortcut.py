@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torchmetrics.functional.classification import binary_auroc
 
-from detective.data.audit import SHORTCUT_ALARM, audit, format_report
+from detective.data.audit import SHORTCUT_ALARM, audit, audit_roots, format_report
 from detective.data.images import jpeg_quality, opened_header
 from detective.data.scan import scan_folder
 from detective.data.shortcut import (
@@ -177,3 +177,15 @@ def test_a_file_gone_since_the_scan_is_left_out(tmp_path):
     train[0].path.unlink()
     check = shortcut_check(train)
     assert check.images == len(train) - 1 and check.auroc == 1.0
+
+
+def test_the_check_runs_for_each_root_and_for_all_of_them(tmp_path):
+    confounded = two_source_tree(tmp_path / "a", real=JPEG_75, ai={"ext": "png"})
+    clean = two_source_tree(tmp_path / "b", real=JPEG_75, ai=JPEG_75, per_cell=30)
+    scans = [scan_folder(root) for root in (confounded, clean)]
+    report = audit_roots(scans, [stratified_split(scan.samples, scan.root) for scan in scans])
+    (part_a, part_b) = report.parts
+    assert part_a.shortcut.auroc == 1.0 and "format 1.00" in shortcut_warning(part_a)
+    assert part_b.shortcut.auroc < SHORTCUT_ALARM and part_b.warnings == []
+    assert (part_a.shortcut.images, part_b.shortcut.images) == (44, 96)
+    assert report.shortcut.images == 140 and report.shortcut.auroc < SHORTCUT_ALARM  # diluted: why roots get theirs

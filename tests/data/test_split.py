@@ -6,7 +6,7 @@ import pytest
 
 from detective.data.labels import SPLIT_NAMES
 from detective.data.scan import Sample
-from detective.data.split import cell_sizes, stratified_split
+from detective.data.split import cell_sizes, merge_splits, stratified_split
 
 ROOT = Path("/data")
 
@@ -74,3 +74,10 @@ def test_cell_sizes(n, expected):
 def test_bad_fractions_are_refused():
     with pytest.raises(ValueError, match="bad split fractions"):
         stratified_split([], ROOT, 0.6, 0.5)
+
+
+def test_roots_are_split_one_by_one_and_joined_in_their_order():
+    other = Path("/more")
+    a = stratified_split(samples({("cat", False): 10, ("cat", True): 10}), ROOT)
+    b = stratified_split([Sample(other / "real" / f"{i}.jpg", "", False) for i in range(10)], other)
+    assert merge_splits([a, b]) == {name: a[name] + b[name] for name in SPLIT_NAMES}

@@ -2,13 +2,14 @@ import csv
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from detective.predict.checkpoint import read_checkpoint
 from detective.train.config import compose_config
 from detective.train.module import DetectiveModule
 from detective.train.run import ConfigError, resolve_cache_features, resolve_freeze_batchnorm, train
-from tests.helpers import make_datamodule, make_module, train_overrides
+from tests.helpers import make_datamodule, make_module, train_overrides, write_tree
 
 
 def test_tiny_fit_writes_best_and_last_checkpoints(trained_checkpoint):
@@ -168,3 +169,14 @@ def test_reported_test_metrics_are_what_predict_gives_with_the_best_checkpoint(t
     for picture in pictures.values():
         with Image.open(picture) as image:
             assert image.format == "PNG" and 300 <= image.width <= 3000 and 200 <= image.height <= 3000
+
+
+@pytest.mark.slow
+def test_a_run_on_two_roots_trains_reports_and_keeps_both_in_its_config(tiny_tree, tmp_path, caplog):
+    flat = write_tree(tmp_path / "flat", [f"{src}/{src}{i}.png" for src in ("real", "ai") for i in range(8)], (48, 40))
+    out = tmp_path / "run"
+    overrides = [o for o in train_overrides(tiny_tree, out) if not o.startswith("data.root=")]
+    train(compose_config([*overrides, f"data.root=[{tiny_tree},{flat}]"]))
+    assert OmegaConf.load(out / "config.yaml").data.root == [str(tiny_tree), str(flat)]
+    assert read_checkpoint(out / "checkpoints" / "best.ckpt").subjects == []  # flat has no subject folders
+    assert f"Root {flat.resolve()}:" in caplog.text and "Held-out test image:" in caplog.text
