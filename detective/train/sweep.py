@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def job_row(job: Path, monitor: str, mode: str, last: bool = False) -> dict[str,
         rows = list(csv.DictReader(f))
     scores = [float(r[monitor]) for r in rows if r.get(monitor)]
     tests = [r for r in rows if any(r.get(c) for c in TEST_COLUMNS)]
-    row: dict[str, Any] = {"job": job.name, "overrides": " ".join(overrides)}
+    row: dict[str, Any] = {"job": job.name, "overrides": shlex.join(overrides)}  # quoted as a shell needs them
     kept = (lambda values: values[-1]) if last else (max if mode == "max" else min)
     row[monitor] = kept(scores) if scores else math.nan
     for column in TEST_COLUMNS:
@@ -49,9 +50,9 @@ def summarise(sweep_dir: Path, monitor: str, mode: str, last: bool = False) -> l
     """Every job's row under `sweep_dir`, best monitored score first (jobs without a score last)."""
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     rows = [r for r in (job_row(job, monitor, mode, last) for job in jobs) if r is not None]
-    swept = _varying([r["overrides"].split() for r in rows])
+    swept = _varying([shlex.split(r["overrides"]) for r in rows])
     for r in rows:  # what the jobs differ in; the overrides they share say nothing about the ranking
-        r["overrides"] = " ".join(o for o in r["overrides"].split() if o.partition("=")[0] in swept)
+        r["overrides"] = shlex.join(o for o in shlex.split(r["overrides"]) if o.partition("=")[0] in swept)
     sign = -1 if mode == "max" else 1
     return sorted(rows, key=lambda r: (math.isnan(r[monitor]), sign * r[monitor] if not math.isnan(r[monitor]) else 0))
 
@@ -88,7 +89,7 @@ def swept_numbers(rows: Sequence[dict[str, Any]]) -> dict[str, list[tuple[float,
     """`parameter -> [(value, score)]` for overrides whose values are numbers and differ between jobs."""
     found: dict[str, list[tuple[str, float]]] = {}
     for r in rows:
-        for override in r["overrides"].split():
+        for override in shlex.split(r["overrides"]):
             key, _, value = override.partition("=")
             found.setdefault(key, []).append((value, r["score"]))
     numeric = {}

@@ -58,3 +58,10 @@ def test_the_callback_writes_the_csv_and_a_plot_of_score_against_the_swept_value
     assert [r["overrides"] for r in rows] == [f"model.lr={lr}" for lr in (0.1, 0.01, 0.001)]  # seed: the same
     with Image.open(tmp_path / "summary.png") as image:
         assert image.format == "PNG" and image.width >= 300
+
+
+def test_an_override_holding_a_list_stays_one_override_quoted_as_a_shell_takes_it(tmp_path):
+    write_job(tmp_path / "0", ["data.root=[/a, /b]", "seed=1"], [0.5], 0.5)
+    write_job(tmp_path / "1", ["data.root=[/a, /c]", "seed=1"], [0.6], 0.5)
+    rows = summarise(tmp_path, "val/score", "max")
+    assert [r["overrides"] for r in rows] == ["'data.root=[/a, /c]'", "'data.root=[/a, /b]'"]
