@@ -6,8 +6,8 @@ Sections (names for --skip): `loader` (detective's data pipeline vs a naive PIL 
 640x480 and 4032x3024 JPEG sets: with the decoded-image cache as training uses it from its second epoch, and
 decoding every image as a first epoch does), `model` (forward, frozen-backbone and full training steps of
 DetectiveNet with the default speed settings vs the bare torchvision MobileNetV2 in eager mode, batch 32, 224 px,
-float32, each in a process set up as in real use; then detective without reuse_freed_memory, and the opt-in
-levers bf16, remembered features and torch.compile), `train` (end-to-end `train.py` on the demo recipe),
+float32, each in a process set up as in real use; then the opt-in levers reuse_freed_memory, the traced backbone,
+bf16, remembered features and torch.compile), `train` (end-to-end `train.py` on the demo recipe),
 `predict` (predict.py cold start, via bench_predict.py), `gpu` (bf16 training at batch 256 and whether the GPU waits
 on data; only where CUDA is present). Every figure is a median of repeats after a warm-up, baseline and detective
 interleaved, because the machine is shared and noisy. Prints a table and writes JSON. Nothing here asserts timings.
@@ -148,13 +148,7 @@ def detective_loader(paths: list[Path], cache_dir: Path | None = None) -> DataLo
         num_workers=WORKERS,
         collate_fn=collate_skip_failed,
         persistent_workers=True,
-        worker_init_fn=_reuse_in_worker,
     )
-
-
-def _reuse_in_worker(worker_id: int) -> None:
-    """Training forks its loader workers inside `reusing_freed_memory`; here only detective's workers get it."""
-    reuse_freed_memory()
 
 
 def naive_loader(paths: list[Path]) -> DataLoader:
@@ -208,10 +202,11 @@ def bare_mobilenet() -> torch.nn.Module:
     return torchvision.models.mobilenet_v2(weights=None)
 
 
-def detective_net(compile: bool = False, cache_features: bool = False) -> DetectiveNet:
+def detective_net(compile: bool = False, cache_features: bool = False, frozen_backbone: str = "folded") -> DetectiveNet:
     """DetectiveNet with the speed settings train.py uses by default (conf/model): channels_last, and a frozen
-    backbone in its traced form; `compile` and `cache_features` as `model.compile` / `model.cache_features` do."""
-    return DetectiveNet(4).set_speed(compile=compile, cache_features=cache_features)
+    backbone with BatchNorm folded; the arguments as `model.compile` / `model.cache_features` /
+    `model.frozen_backbone` set them."""
+    return DetectiveNet(4).set_speed(compile=compile, cache_features=cache_features, frozen_backbone=frozen_backbone)
 
 
 def make_step(
@@ -300,16 +295,18 @@ class StepSpec:
     cache_features: bool = False
     bf16: bool = False
     freeze_batchnorm: bool = True
+    frozen_backbone: str = "folded"
 
     def build(self, batch: int, device: str) -> Callable[[], None]:
-        net = detective_net(self.compile, self.cache_features) if self.detective else bare_mobilenet()
+        options = (self.compile, self.cache_features, self.frozen_backbone)
+        net = detective_net(*options) if self.detective else bare_mobilenet()
         return make_step(net, self.detective, self.mode, batch, device, self.bf16, self.freeze_batchnorm)
 
 
 class StepProcess:
     """A spawned process that builds model variants and times them on request. Its C library's memory setting
-    is the one its variants meet in real use: `reuse_freed_memory` as train.py applies it, or glibc's defaults
-    as a plain PyTorch script has them (a process-wide setting, hence one process per kind)."""
+    is glibc's defaults, as train.py and a plain PyTorch script have them, or `reuse_freed_memory` as train.py
+    applies it when asked to (a process-wide setting, hence one process per kind)."""
 
     def __init__(self, reuse_memory: bool, specs: dict[str, StepSpec], batch: int = BATCH) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -346,8 +343,9 @@ def _serve_steps(conn: Connection, reuse_memory: bool, specs: dict[str, StepSpec
 def bench_model(quick: bool, repeats: int) -> list[Row]:
     """Forward and training throughput; each repeat times a few steps per variant, the variants in turns.
     Detective's variants run in a process set up as train.py sets it up, the bare model in a plain one; a third
-    process runs detective with the C library's defaults, to show what `reuse_freed_memory` alone is worth.
-    Also the opt-in levers: bf16 autocast, and on full fine-tuning torch.compile (its compile time reported) and
+    process runs detective with `reuse_freed_memory` on, to show what that opt-in alone is worth on one image size.
+    Also the other opt-in levers: the traced backbone (`model.frozen_backbone=jit`), bf16 autocast, and on full
+    fine-tuning torch.compile (its compile time reported) and
     BatchNorm re-estimating its statistics (the bare model's way; detective keeps pretrained ones by default)."""
     stages = {"forward": "forward", "frozen": "train step, backbone frozen", "full": "train step, full fine-tuning"}
     steps = 2 if quick else 3
@@ -355,25 +353,29 @@ def bench_model(quick: bool, repeats: int) -> list[Row]:
     for mode, stage in stages.items():
         print(f"model {mode} ...", flush=True)
         ours = {"detective": StepSpec(True, mode), "bf16": StepSpec(True, mode, bf16=True)}
+        if mode != "full":  # the traced form serves a frozen backbone only
+            ours["jit"] = StepSpec(True, mode, frozen_backbone="jit")
         if mode == "frozen":  # the same batch every step: the steady state of epochs 2+ without augmentation
             ours["remembered"] = StepSpec(True, mode, cache_features=True)
         if mode == "full":
             print("  with model.compile=true too ...", flush=True)
             ours["compiled"] = StepSpec(True, mode, compile=True)
             ours["batch statistics"] = StepSpec(True, mode, freeze_batchnorm=False)
-        fast = StepProcess(True, ours)
-        defaults = StepProcess(False, {"detective": StepSpec(True, mode)})
+        fast = StepProcess(False, ours)
+        reusing = StepProcess(True, {"detective": StepSpec(True, mode)})
         bare = StepProcess(False, {"bare": StepSpec(False, mode)})
         variants = {name: partial(fast.rate, name, steps) for name in ours}
-        variants["malloc defaults"] = partial(defaults.rate, "detective", steps)
+        variants["reuse"] = partial(reusing.rate, "detective", steps)
         variants["bare"] = partial(bare.rate, "bare", steps)
         rates = interleaved(variants, repeats, warmup=2)  # the heap settles after a few steps
-        for process in (fast, defaults, bare):
+        for process in (fast, reusing, bare):
             process.close()
         compile_seconds = fast.build_seconds.get("compiled")
         rows.append(Row(stage, rates["detective"], rates["bare"]))
-        without = "  without reuse_freed_memory (malloc defaults)"
-        rows.append(Row(without, rates["malloc defaults"], rates["bare"], original=stage))
+        reuse = "  reuse_freed_memory=true (one image size)"
+        rows.append(Row(reuse, rates["reuse"], rates["bare"], original=stage))
+        if "jit" in rates:
+            rows.append(Row(f"  {mode}, model.frozen_backbone=jit", rates["jit"], rates["bare"], original=stage))
         rows.append(Row(f"  {mode}, trainer.precision=bf16-mixed", rates["bf16"], rates["bare"], original=stage))
         if mode == "frozen":
             remembered = "  frozen, features remembered (no augmentation, epoch 2+)"

@@ -1,11 +1,11 @@
-"""How the process's C library hands out memory, for CPU training that does not page-fault every batch.
+"""An opt-in C library setting (`reuse_freed_memory=true`) for CPU training on images of one size.
 
 glibc's malloc serves big blocks (a batch's activations: tens of MB each) with a fresh `mmap` and unmaps them on
-`free`, so every batch faults the same memory in again, page by page, and the kernel zeroes it each time. On a
-2-core CPU that was about a third of a MobileNetV2 forward pass at batch 32 (benchmarks/bench.py). Inside
-`reusing_freed_memory`, malloc takes every block from its heap and keeps what is freed there for the next batch;
-the price is that the process holds on to its peak memory until the block ends. Other C libraries (macOS,
-Windows, musl) are left as they are.
+`free`, so every batch faults the same memory in again, page by page, and the kernel zeroes it each time. Inside
+`reusing_freed_memory`, malloc takes every block from its heap and keeps what is freed there for the next batch.
+That pays only when every batch has the same shapes: with photos of many sizes, blocks of every size share one
+heap that fragments and can shrink only from its top, so the process grows without limit; hence off by default.
+Other C libraries (macOS, Windows, musl) are left as they are.
 """
 
 from __future__ import annotations

@@ -1,11 +1,15 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from detective import memory
 from detective.memory import reusing_freed_memory
+from tests.helpers import REPO
 
 # Page faults of allocating and filling a 64 MB tensor (larger than malloc ever keeps by default) and freeing it, as
 # a training loop does with a batch's activations: in steady state (after the heap has grown to fit) before the
@@ -51,3 +55,51 @@ def test_disabled_or_without_glibc_nothing_changes(monkeypatch):
     with reusing_freed_memory() as on:
         assert on is False
     assert memory.reuse_freed_memory() is False
+
+
+def write_photo_folder(root: Path, count: int) -> Path:
+    """A source-only folder of smooth JPEGs in many sizes, two of them 12 MP: a phone's and a downloads folder's."""
+    rng = np.random.default_rng(0)
+    sizes = [(4000, 3000), (3000, 4000)] + [tuple(rng.integers(600, 3200, 2)) for _ in range(count - 2)]
+    for i, (width, height) in enumerate(sizes):
+        coarse = rng.integers(0, 256, (height // 32, width // 32, 3), dtype=np.uint8)
+        folder = root / ("ai" if i % 2 else "real")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(coarse).resize((int(width), int(height)), Image.BILINEAR).save(folder / f"p{i:02d}.jpg")
+    return root
+
+
+def peak_mb(*args: str) -> int:
+    """Peak resident memory (MB) of the largest process that `python *args` starts: itself or a loader worker."""
+    measure = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)"
+    )
+    done = subprocess.run([sys.executable, "-c", measure, sys.executable, *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return int(done.stdout)
+
+
+# The largest process of the default recipe on these photos: the interpreter with torch and Lightning (~0.5 GB),
+# the batch's decoded crops and one chunk of crops' activations; nothing that grows with image size or count.
+TRAIN_PEAK_MB, PREDICT_PEAK_MB = 2500, 2000
+
+
+@pytest.mark.slow
+def test_training_and_prediction_memory_stays_bounded_on_photos_of_many_sizes(tmp_path):
+    photos = write_photo_folder(tmp_path / "photos", 12)
+    out = tmp_path / "run"
+    train_peak = peak_mb(
+        str(REPO / "train.py"),
+        f"data.root={photos}",
+        "model.pretrained=false",
+        "trainer.max_epochs=1",
+        "test=false",
+        "~callbacks.progress_bar",
+        f"paths.output_dir={out}",
+    )
+    predict_peak = peak_mb(
+        str(REPO / "predict.py"), str(photos), "--checkpoint", str(out / "checkpoints" / "best.ckpt")
+    )
+    print(f"peak MB: training {train_peak}, prediction {predict_peak}")
+    assert train_peak < TRAIN_PEAK_MB and predict_peak < PREDICT_PEAK_MB

@@ -259,6 +259,8 @@ class DetectiveNet(FastExecution, nn.Module):
         return self.remembered(x, self._computed_tap_statistics, "taps")
 
     def _computed_tap_statistics(self, x: Tensor) -> Tensor:
+        if self.backbone_frozen and len(x) > CROP_CHUNK:  # no autograd through it: chunks bound the activations
+            return torch.cat([self._computed_tap_statistics(chunk) for chunk in x.split(CROP_CHUNK)])
         x = self.normalize(x)
         statistics = []
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):

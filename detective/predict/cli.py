@@ -166,7 +166,6 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     if not inputs.files:
         return SOME_FAILED
 
-    from detective.memory import reusing_freed_memory
     from detective.predict.onnx_runtime import MissingExtraError
 
     single = len(inputs.files) == 1
@@ -190,21 +189,19 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     workers = 0 if single else args.workers
     progress = ProgressBar(len(inputs.files), err, unit=" images", enabled=not args.no_progress)
     failed = bool(inputs.errors)
-    # Several files: batches reuse their memory instead of page-faulting it in again (glibc; ~1.3x on a folder).
-    with reusing_freed_memory(enabled=not single):
-        results = predictor.iter_predict(inputs.files, args.batch_size, args.top_k, workers)
-        for result in explain(results) if explain else results:
-            progress.clear()
-            if isinstance(result, Failure):
-                failed = True
-                report_failure(result, args.json, out, error)
-            elif args.json:
-                print(json.dumps(result.as_dict()), file=out)
-            else:
-                print(f"{result.path}  {result.describe()}", file=out)
-                for head, picture in (result.explain or {}).items():
-                    print(f"  {head} heatmap: {picture}", file=out)
-            progress.advance()
+    results = predictor.iter_predict(inputs.files, args.batch_size, args.top_k, workers)
+    for result in explain(results) if explain else results:
+        progress.clear()
+        if isinstance(result, Failure):
+            failed = True
+            report_failure(result, args.json, out, error)
+        elif args.json:
+            print(json.dumps(result.as_dict()), file=out)
+        else:
+            print(f"{result.path}  {result.describe()}", file=out)
+            for head, picture in (result.explain or {}).items():
+                print(f"  {head} heatmap: {picture}", file=out)
+        progress.advance()
     progress.clear()
     out.flush()
     return SOME_FAILED if failed else OK

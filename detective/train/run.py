@@ -156,7 +156,7 @@ def train(cfg: DictConfig) -> float | None:
     """Fit, test the best checkpoint, print the summary; return the monitored metric for sweepers."""
     check_accelerator(cfg)
     configure_output()
-    with reusing_freed_memory(cfg.get("reuse_freed_memory", True)):
+    with reusing_freed_memory(cfg.reuse_freed_memory):
         return _fit_and_test(cfg)
 
 

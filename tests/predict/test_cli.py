@@ -33,24 +33,6 @@ def test_text_line_per_image(trained_checkpoint, images):
     assert line.startswith(f"{images[0]}  Object: ") and "Source: " in line and "(AI probability 0." in line
 
 
-def test_several_files_are_predicted_with_freed_memory_reused_one_file_without(trained_checkpoint, images, monkeypatch):
-    from contextlib import contextmanager
-
-    import detective.memory
-
-    seen = []
-
-    @contextmanager
-    def recording(enabled: bool = True):
-        seen.append(enabled)
-        yield enabled
-
-    monkeypatch.setattr(detective.memory, "reusing_freed_memory", recording)
-    assert run(*map(str, images), "--checkpoint", str(trained_checkpoint))[0] == 0
-    assert run(str(images[0]), "--checkpoint", str(trained_checkpoint))[0] == 0
-    assert seen == [True, False]  # a folder runs batch after batch; one image would only pay for the setting
-
-
 def test_json_lines_with_top_k_and_threshold_override(trained_checkpoint, images):
     code, out, _ = run(*map(str, images), "--checkpoint", str(trained_checkpoint), "--json", "--top-k", "2")
     records = [json.loads(line) for line in out.splitlines()]
