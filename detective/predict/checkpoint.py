@@ -68,9 +68,13 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
     try:
         # mmap: only the net's tensors are read from disk, not the optimizer state saved beside them.
         raw = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable detective checkpoint ({reason[:160]})") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot be read ({err.strerror or err})") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError):  # torch's reasons name its internals
+        raise CheckpointError(
+            f"{path}: not a checkpoint written by train.py, or damaged; "
+            "give a run's checkpoints/best.ckpt, or a model.onnx from --export"
+        ) from None
     hparams = raw.get("hyper_parameters") if isinstance(raw, Mapping) else None
     state = raw.get("state_dict") if isinstance(raw, Mapping) else None
     if (

@@ -85,6 +85,14 @@ def test_checkpoint_errors_exit_2_with_one_line(images, tmp_path):
     code, _, err = run(str(images[0]), "--checkpoint", str(other))
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"predict.py: error: {other}: not a detective checkpoint")
+    for name, content in [("notes.txt", b"a text file\n"), ("cut.ckpt", other.read_bytes()[:300])]:
+        wrong = tmp_path / name
+        wrong.write_bytes(content)
+        code, _, err = run(str(images[0]), "--checkpoint", str(wrong))
+        assert code == 2 and err == (
+            f"predict.py: error: {wrong}: not a checkpoint written by train.py, or damaged; "
+            "give a run's checkpoints/best.ckpt, or a model.onnx from --export\n"
+        )
 
 
 def test_default_checkpoint_is_the_newest_under_the_output_folder(trained_checkpoint, images, tmp_path, monkeypatch):

@@ -109,7 +109,7 @@ def test_checkpoint_that_is_not_a_detective_one_is_refused(tmp_path):
         Predictor.from_checkpoint(other)
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"\x00" * 64)
-    with pytest.raises(CheckpointError, match=r"garbage\.ckpt: not a readable detective checkpoint"):
+    with pytest.raises(CheckpointError, match=r"garbage\.ckpt: not a checkpoint written by train\.py, or damaged; "):
         Predictor.from_checkpoint(garbage)
 
 
