@@ -1,16 +1,19 @@
-"""An opt-in C library setting (`reuse_freed_memory=true`) for CPU training on images of one size.
+"""How the process's C library holds freed memory: given back as training and prediction go (the default), or kept
+for the next batch (opt-in, `reuse_freed_memory=true`, for images of one size).
 
-glibc's malloc serves big blocks (a batch's activations: tens of MB each) with a fresh `mmap` and unmaps them on
-`free`, so every batch faults the same memory in again, page by page, and the kernel zeroes it each time. Inside
-`reusing_freed_memory`, malloc takes every block from its heap and keeps what is freed there for the next batch.
-That pays only when every batch has the same shapes: with photos of many sizes, blocks of every size share one
-heap that fragments and can shrink only from its top, so the process grows without limit; hence off by default.
-Other C libraries (macOS, Windows, musl) are left as they are.
+glibc's malloc serves big blocks (a batch's activations: tens of MB each) with a fresh `mmap` at first, but once
+such blocks are freed it raises its threshold and serves blocks of up to 32 MB from one heap, which it can shrink
+only from its top. With photos of many sizes that heap fills with holes between live blocks and the process grows
+epoch after epoch; `trim_freed_memory` hands every free page back (`malloc_trim`), for a few milliseconds.
+Inside `reusing_freed_memory`, malloc instead takes every block from its heap and keeps what is freed for the next
+batch, which pays only when every batch has the same shapes. Other C libraries (macOS, Windows, musl) are left as
+they are.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +22,10 @@ from contextlib import contextmanager
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
 KEEP_ALL = 2**31 - 1  # mallopt takes a C int: keep up to 2 GiB of freed memory at the top of the heap
+_reusing = False  # inside `reusing_freed_memory`: trimming would undo it
 
 
+@functools.cache  # looked up once: trimming runs every few steps
 def _glibc() -> ctypes.CDLL | None:
     """The process's own C library when it is glibc (the only one with these knobs), else None."""
     if not sys.platform.startswith("linux"):
@@ -37,6 +42,13 @@ def _set(libc: ctypes.CDLL, mmap_max: int, trim_threshold: int) -> bool:
     return bool(libc.mallopt(M_MMAP_MAX, mmap_max)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
 
 
+def trim_freed_memory() -> bool:
+    """Give the heap's free pages back to the system; a no-op (False) where the C library is not glibc, and while
+    `reusing_freed_memory` keeps them on purpose."""
+    libc = _glibc()
+    return libc is not None and not _reusing and bool(libc.malloc_trim(0))
+
+
 def reuse_freed_memory() -> bool:
     """From now on, for the life of the process, big allocations come from (and return to) malloc's heap
     instead of fresh mappings. Returns whether that is in force (False where the C library is not glibc)."""
@@ -49,12 +61,15 @@ def reusing_freed_memory(enabled: bool = True) -> Iterator[bool]:
     """`reuse_freed_memory` for the block only; yields whether it is in force. Data loader workers forked
     inside the block keep it. On exit glibc's default limits are restored (its dynamic mmap threshold stays off)
     and the kept memory is given back."""
+    global _reusing
     libc = _glibc() if enabled else None
     if libc is None or not _set(libc, 0, KEEP_ALL):
         yield False
         return
+    _reusing = True
     try:
         yield True
     finally:
+        _reusing = False
         _set(libc, DEFAULT_MMAP_MAX, DEFAULT_TRIM_THRESHOLD)
         libc.malloc_trim(0)

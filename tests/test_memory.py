@@ -57,6 +57,54 @@ def test_disabled_or_without_glibc_nothing_changes(monkeypatch):
     assert memory.reuse_freed_memory() is False
 
 
+# Blocks of many sizes (0.2-8 MB, as a batch's activations are with photos of many sizes) allocated and freed step
+# after step, with one small block kept alive between them each step (as a remembered feature row is): glibc's heap
+# is left full of free holes that only trimming gives back. Resident MB before and after trimming, and whether
+# trimming does anything inside `reusing_freed_memory`.
+FRAGMENTS = textwrap.dedent(
+    """
+    import ctypes, random, resource
+    from detective.memory import reusing_freed_memory, trim_freed_memory
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+
+    def resident_mb():
+        return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize() // 2**20
+
+    random.seed(0)
+    kept = []
+    for step in range(100):
+        blocks = [libc.malloc(random.randint(200_000, 8_000_000)) for _ in range(10)]
+        for block in blocks:
+            libc.memset(block, 1, 200_000)
+        kept.append(libc.malloc(2000))
+        for block in blocks:
+            libc.free(block)
+    before = resident_mb()
+    trimmed = trim_freed_memory()
+    after = resident_mb()
+    with reusing_freed_memory():
+        print(trimmed, before, after, trim_freed_memory())
+    """
+)
+
+
+@pytest.mark.skipif(memory._glibc() is None, reason="malloc_trim exists only in glibc (Linux)")
+def test_trimming_gives_the_holes_of_a_fragmented_heap_back_except_while_reuse_keeps_them():
+    out = subprocess.run([sys.executable, "-c", FRAGMENTS], capture_output=True, text=True, check=True).stdout.split()
+    trimmed, before, after, while_reusing = out[0] == "True", int(out[1]), int(out[2]), out[3] == "True"
+    assert trimmed and after <= before - 10
+    assert not while_reusing
+
+
+def test_without_glibc_trimming_does_nothing(monkeypatch):
+    monkeypatch.setattr(memory, "_glibc", lambda: None)
+    assert memory.trim_freed_memory() is False
+
+
 def write_photo_folder(root: Path, count: int) -> Path:
     """A source-only folder of smooth JPEGs in many sizes, two of them 12 MP: a phone's and a downloads folder's."""
     rng = np.random.default_rng(0)

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from detective.data.images import ImageDecodeError
+from detective.memory import trim_freed_memory
 from detective.predict.results import Failure, Prediction, Result
 
 ImageInput = str | os.PathLike | bytes | BinaryIO | Image.Image
@@ -86,6 +87,7 @@ class BatchPredictor(ABC):
             good = [(i, loaded) for i, (_, loaded) in enumerate(chunk) if not isinstance(loaded, Failure)]
             ranked = self.score([loaded for _, loaded in good], top_k) if good else []
             scores = dict(zip((i for i, _ in good), ranked, strict=True))
+            trim_freed_memory()  # photos of many sizes would otherwise leave the heap growing (detective.memory)
             for i, (image, loaded) in enumerate(chunk):
                 yield self.result(_name(image), *scores[i]) if i in scores else loaded
 

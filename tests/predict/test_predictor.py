@@ -113,6 +113,16 @@ def test_checkpoint_that_is_not_a_detective_one_is_refused(tmp_path):
         Predictor.from_checkpoint(garbage)
 
 
+def test_a_folder_gives_its_freed_memory_back_after_every_batch(predictor, tiny_tree, monkeypatch):
+    import detective.predict.batching
+
+    images = sorted(tiny_tree.rglob("*.png"))[:5]
+    trims = []
+    monkeypatch.setattr(detective.predict.batching, "trim_freed_memory", lambda: trims.append(True) or True)
+    assert len(predictor.predict(images * 3, batch_size=2)) == 15
+    assert len(trims) == 8  # 15 images in batches of 2
+
+
 def test_pil_image_input_is_not_closed_or_changed(predictor):
     img = Image.new("RGB", (50, 40), (200, 10, 10))
     buf = io.BytesIO()
