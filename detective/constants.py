@@ -2,3 +2,5 @@
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the statistics torchvision's ImageNet backbones were trained with
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# An image is unfamiliar when its novelty exceeds what this share of the validation images reach (train/module.py).
+UNFAMILIAR_QUANTILE = 0.99

@@ -226,12 +226,14 @@ class DetectiveNet(FastExecution, nn.Module):
             return self.both_heads(images)
         if owner is None:
             raise ValueError("crops need their owner: the index of each crop's image")
-        subject, per_crop = self.crop_heads(images, crops)
+        subject, per_crop, _ = self.crop_heads(images, crops)
         return subject, mean_by_owner(per_crop, owner)
 
-    def crop_heads(self, images: Tensor | None, crops: Tensor) -> tuple[Tensor | None, Tensor]:
-        """(subject logits of `images`, or None without images or subject head; a source logit per crop [N])."""
-        return (self.subject_logits(images) if images is not None else None), self.source_logits(crops)
+    def crop_heads(self, images: Tensor | None, crops: Tensor) -> tuple[Tensor | None, Tensor, Tensor | None]:
+        """(subject logits of `images`, or None without images or subject head; a source logit per crop [N]; each
+        crop's novelty [N], or None when the source head reads no taps)."""
+        subject = self.subject_logits(images) if images is not None else None
+        return subject, *self.judged(crops)
 
     def both_heads(self, images: Tensor) -> tuple[Tensor | None, Tensor]:
         """Both heads on the same images: one backbone pass, unless the source head reads taps."""
@@ -244,13 +246,24 @@ class DetectiveNet(FastExecution, nn.Module):
         return self.heads(self.features(images))[0] if self.subject_head is not None else None
 
     def source_logits(self, x: Tensor) -> Tensor:
-        """A source logit per image or crop [N]; without autograd in chunks, so that a batch of images with a grid
-        of crops each never holds all their activations at once."""
+        """A source logit per image or crop [N]."""
+        return self.judged(x)[0]
+
+    def judged(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(a source logit per image or crop [N], its novelty [N] or None without taps); without autograd in
+        chunks, so that a batch of images with a grid of crops each never holds all their activations at once.
+
+        Novelty: the mean square of the tap statistics as the source head standardises them with its training
+        crops' running mean and variance; small on crops like those, larger the further a crop's statistics lie
+        from everything the head was trained on (another camera, compression or generator)."""
         if not torch.is_grad_enabled() and len(x) > CROP_CHUNK:
-            return torch.cat([self.source_logits(chunk) for chunk in x.split(CROP_CHUNK)])
+            logits, novelty = zip(*(self.judged(chunk) for chunk in x.split(CROP_CHUNK)), strict=True)
+            return torch.cat(logits), None if novelty[0] is None else torch.cat(novelty)
         if not self.source_taps:
-            return self.heads(self.features(x))[1]
-        return self.source_head(self.source_shared(self.tap_statistics(x))).squeeze(-1)
+            return self.heads(self.features(x))[1], None
+        standardized = self.source_shared[0](self.tap_statistics(x))
+        logits = self.source_head(self.source_shared[1:](standardized)).squeeze(-1)
+        return logits, standardized.detach().square().mean(1)
 
     def tap_statistics(self, x: Tensor) -> Tensor:
         """`source_statistics` of each tapped block's maps, per channel [N, tap_dim]; runs the backbone only

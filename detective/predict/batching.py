@@ -23,7 +23,8 @@ from detective.memory import trim_freed_memory
 from detective.predict.results import Failure, Prediction, Result
 
 ImageInput = str | os.PathLike | bytes | BinaryIO | Image.Image
-Scores = tuple[list[tuple[str, float]], float]  # subjects by probability (the top k), and the AI probability
+# Subjects by probability (the top k), the AI probability, and the novelty (None where the net gives none).
+Scores = tuple[list[tuple[str, float]], float, float | None]
 
 
 def check_threshold(threshold: float) -> float:
@@ -40,12 +41,16 @@ def default_workers() -> int:
 class BatchPredictor(ABC):
     """The settings saved with a trained net, and the loop from any mix of image inputs to results."""
 
-    def __init__(self, subjects: Sequence[str], threshold: float, uncertain: float = 0.0) -> None:
+    def __init__(
+        self, subjects: Sequence[str], threshold: float, uncertain: float = 0.0, novelty_limit: float | None = None
+    ) -> None:
         """`subjects`: none without a subject head; `uncertain`: AI probabilities less than this far from the
-        threshold are reported as uncertain."""
+        threshold are reported as uncertain; `novelty_limit`: images whose novelty exceeds it are reported as
+        unfamiliar (None: the checkpoint cannot tell)."""
         self.subjects = list(subjects)
         self.threshold = check_threshold(threshold)
         self.uncertain = check_threshold(uncertain)
+        self.novelty_limit = novelty_limit
 
     @abstractmethod
     def load(self, image: ImageInput) -> Any:
@@ -53,25 +58,38 @@ class BatchPredictor(ABC):
 
     @abstractmethod
     def score(self, loaded: Sequence[Any], top_k: int) -> list[Scores]:
-        """Prepared inputs (what `load` gives) -> per input: the top `top_k` subjects (none without a subject head)
-        and the AI probability."""
+        """Prepared inputs (what `load` gives) -> per input: the top `top_k` subjects (none without a subject head),
+        the AI probability and the novelty (or None)."""
 
-    def ranked(self, subject_probabilities: np.ndarray | None, ai: Sequence[float], top_k: int) -> list[Scores]:
-        """Per image: its `top_k` subjects by probability (highest first; ties in the subjects' order), and its AI
-        probability. `subject_probabilities` [B, S], None without a subject head."""
+    def ranked(
+        self,
+        subject_probabilities: np.ndarray | None,
+        ai: Sequence[float],
+        top_k: int,
+        novelty: Sequence[float] | None = None,
+    ) -> list[Scores]:
+        """Per image: its `top_k` subjects by probability (highest first; ties in the subjects' order), its AI
+        probability and novelty. `subject_probabilities` [B, S], None without a subject head."""
+        novelty = [None] * len(ai) if novelty is None else [float(n) for n in novelty]
         if subject_probabilities is None:
-            return [([], float(p)) for p in ai]
+            return [([], float(p), n) for p, n in zip(ai, novelty, strict=True)]
         k = max(1, min(top_k, len(self.subjects)))
         order = np.argsort(-subject_probabilities, axis=1, kind="stable")[:, :k]
         return [
-            ([(self.subjects[i], float(row[i])) for i in ix], float(p))
-            for row, ix, p in zip(subject_probabilities, order, ai, strict=True)
+            ([(self.subjects[i], float(row[i])) for i in ix], float(p), n)
+            for row, ix, p, n in zip(subject_probabilities, order, ai, novelty, strict=True)
         ]
 
-    def result(self, path: str | None, ranked: list[tuple[str, float]], ai_probability: float) -> Prediction:
+    def result(
+        self, path: str | None, ranked: list[tuple[str, float]], ai_probability: float, novelty: float | None
+    ) -> Prediction:
         subject, confidence = ranked[0] if ranked else (None, None)
         is_ai, unsure = ai_probability >= self.threshold, abs(ai_probability - self.threshold) < self.uncertain
-        return Prediction(path, subject, confidence, ranked, ai_probability, is_ai, self.threshold, unsure)
+        limit = self.novelty_limit
+        unfamiliar = None if novelty is None or limit is None else novelty > limit
+        return Prediction(
+            path, subject, confidence, ranked, ai_probability, is_ai, self.threshold, unsure, novelty, unfamiliar
+        )
 
     def iter_predict(
         self, images: Iterable[ImageInput], batch_size: int = 32, top_k: int = 3, workers: int | None = None

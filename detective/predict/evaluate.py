@@ -42,6 +42,7 @@ from detective.train.metrics import best_balanced_threshold
 
 CALIBRATION_BINS = 10  # equal-width bins of the AI probability, for the ECE and the reliability diagram
 WORST_SHOWN = 16  # most confidently wrong images listed and drawn
+CONFIDENT = 0.1  # an answer is confident when its AI probability is under this or over 1 - this
 # The IJG (libjpeg) luminance quantization table at quality 50, in natural (row-major) order, as Pillow gives it.
 IJG_LUMINANCE = (
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
@@ -65,6 +66,7 @@ class Record:
     predicted_subject: str = ""
     subject_confidence: float = 0.0
     uncertain: bool = False
+    unfamiliar: bool | None = None
     format: str = ""
     size: tuple[int, int] = (0, 0)
     jpeg_quality: int | None = None
@@ -169,6 +171,24 @@ def band_metrics(
         "uncertain": int((~sure).sum()),
         "coverage": float(sure.float().mean()),
         "accuracy_outside": float(binary_accuracy(decide(p[sure], threshold), t[sure])) if sure.any() else None,
+    }
+
+
+def familiarity_metrics(
+    probs: Sequence[float], target: Sequence[int], unfamiliar: Sequence[bool], threshold: float
+) -> dict[str, Any]:
+    """Images the model calls unfamiliar: how many, the share it still vouches for (coverage), the source accuracy
+    on those, and the share of confidently wrong answers among all images and among the familiar ones."""
+    p, t = torch.tensor(probs, dtype=torch.float32), torch.tensor(target, dtype=torch.long)
+    familiar = ~torch.tensor(unfamiliar, dtype=torch.bool)
+    wrong = (decide(p, threshold) != t) & ((p < CONFIDENT) | (p > 1 - CONFIDENT))
+    some = bool(familiar.any())
+    return {
+        "unfamiliar": int((~familiar).sum()),
+        "coverage": float(familiar.float().mean()),
+        "accuracy_familiar": float(binary_accuracy(decide(p[familiar], threshold), t[familiar])) if some else None,
+        "confidently_wrong": float(wrong.float().mean()),
+        "confidently_wrong_familiar": float(wrong[familiar].float().mean()) if some else None,
     }
 
 
@@ -287,6 +307,8 @@ def build_report(
     source = source_metrics(probs, target, threshold)
     if band > 0:
         source["uncertain"] = band_metrics(probs, target, [r.uncertain for r in records], threshold, band)
+    if all(r.unfamiliar is not None for r in records):  # the checkpoint tells (one with a novelty limit)
+        source["familiarity"] = familiarity_metrics(probs, target, [r.unfamiliar for r in records], threshold)
     wrong = [(wrongness(r, threshold, scored is not None and r.subject in scored), r) for r in records]
     worst = sorted((pair for pair in wrong if pair[0] > 0), key=lambda pair: -pair[0])[:WORST_SHOWN]
     report = {
@@ -408,6 +430,7 @@ def _record(sample: Sample, result: Prediction) -> Record:
         result.subject,
         result.subject_confidence,
         result.uncertain,
+        result.unfamiliar,
         sample.format,
         sample.size,
         quality,
@@ -544,6 +567,14 @@ def _source_lines(source: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"  uncertain band +-{band['band']:g}: {_count(band['uncertain'])} uncertain, coverage "
             f"{band['coverage']:.3f}, accuracy outside the band {_num(band['accuracy_outside'], 0)}"
+        )
+    familiarity = source.get("familiarity")
+    if familiarity:
+        lines.append(
+            f"  unfamiliar (unlike the training images): {_count(familiarity['unfamiliar'])}, coverage "
+            f"{familiarity['coverage']:.3f}, accuracy on the rest {_num(familiarity['accuracy_familiar'], 0)}; "
+            f"confidently wrong {familiarity['confidently_wrong']:.3f} of all, "
+            f"{_num(familiarity['confidently_wrong_familiar'], 0)} of the rest"
         )
     return lines
 

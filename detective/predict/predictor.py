@@ -18,7 +18,7 @@ from detective.data.dataset import collate_views
 from detective.data.geometry import ViewSettings
 from detective.data.transforms import load_image
 from detective.data.views import Views, eval_views
-from detective.model.net import DetectiveNet
+from detective.model.net import DetectiveNet, mean_by_owner
 from detective.predict.batching import BatchPredictor, ImageInput, Scores, check_threshold, default_workers
 from detective.predict.checkpoint import read_checkpoint
 from detective.predict.results import Failure, Prediction, Result
@@ -67,9 +67,10 @@ class Predictor(BatchPredictor):
         device: str = "auto",
         channels_last: bool = True,
         uncertain: float = 0.0,
+        novelty_limit: float | None = None,
     ) -> None:
-        """`uncertain`: AI probabilities less than this far from the threshold are reported as uncertain."""
-        super().__init__(subjects, threshold, uncertain)
+        """`uncertain`, `novelty_limit`: as `BatchPredictor` takes them."""
+        super().__init__(subjects, threshold, uncertain, novelty_limit)
         self.device = pick_device(device)
         if isinstance(net, DetectiveNet):  # the layout training used by default: ~1.7x faster on CPU
             net.set_speed(channels_last=channels_last, frozen_backbone="eager")
@@ -98,6 +99,7 @@ class Predictor(BatchPredictor):
             float(info.hparams["threshold"] if threshold is None else threshold),
             device,
             uncertain=uncertain,
+            novelty_limit=info.hparams.get("novelty_limit"),
         )
 
     def load(self, image: ImageInput) -> TensorViews:
@@ -115,11 +117,14 @@ class Predictor(BatchPredictor):
     @torch.inference_mode()
     def predict_batch(self, batch: CollatedViews, top_k: int = 3) -> list[Scores]:
         """`predict_views` of views already batched by `collate_views` (in a data loader's worker, say)."""
-        images, crops, owner = batch
-        device = self.device
-        subject_logits, source_logits = self.net(
-            *(t.to(device) if t is not None else None for t in (images, crops, owner))
-        )
+        images, crops, owner = (t.to(self.device) if t is not None else None for t in batch)
+        novelty = None
+        if crops is None:
+            subject_logits, source_logits = self.net(images)
+        else:
+            subject_logits, per_crop, crop_novelty = self.net.crop_heads(images, crops)
+            source_logits = mean_by_owner(per_crop, owner)
+            novelty = None if crop_novelty is None else mean_by_owner(crop_novelty, owner).cpu().tolist()
         ai = torch.sigmoid(source_logits.float()).cpu().tolist()
         probs = None if subject_logits is None else torch.softmax(subject_logits.float(), dim=1).cpu().numpy()
-        return self.ranked(probs, ai, top_k)
+        return self.ranked(probs, ai, top_k, novelty)

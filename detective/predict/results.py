@@ -14,6 +14,7 @@ from typing import Any
 class Prediction:
     """Both answers for one image; `source` reads "AI generated", "real photo", or "uncertain" when the AI
     probability lies inside the `--uncertain` band around the threshold (`is_ai` still says which side it is on).
+    `unfamiliar`: the image is unlike those the model was trained on, so its source answer deserves little trust.
     `subject` is None when the checkpoint has no subject head (trained on source-only data)."""
 
     path: str | None
@@ -24,6 +25,8 @@ class Prediction:
     is_ai: bool
     threshold: float
     uncertain: bool = False
+    novelty: float | None = None  # how far its source statistics lie from the training images' (about 1: alike)
+    unfamiliar: bool | None = None  # novelty over the checkpoint's limit; None where the model cannot tell
     explain: dict[str, str] | None = None  # with --explain: head ("subject", "source") -> the picture written
 
     @property
@@ -34,7 +37,8 @@ class Prediction:
 
     def describe(self) -> str:
         """The original's two lines on one: `Object: cat (98.5%)  Source: AI generated (AI probability 0.93)`."""
-        source = f"Source: {self.source} (AI probability {self.ai_probability:.2f})"
+        unfamiliar = ", unfamiliar" if self.unfamiliar else ""
+        source = f"Source: {self.source} (AI probability {self.ai_probability:.2f}{unfamiliar})"
         if self.subject is None:
             return f"Object: - (no subject head)  {source}"
         return f"Object: {self.subject} ({self.subject_confidence:.1%})  {source}"
@@ -51,6 +55,8 @@ class Prediction:
             "source": self.source,
             "threshold": self.threshold,
             "uncertain": self.uncertain,
+            "unfamiliar": self.unfamiliar,
+            "novelty": self.novelty,
             **({"explain": self.explain} if self.explain is not None else {}),
         }
 

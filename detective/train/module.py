@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
@@ -18,13 +18,20 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 
-from detective.constants import IMAGENET_MEAN, IMAGENET_STD
+from detective.constants import IMAGENET_MEAN, IMAGENET_STD, UNFAMILIAR_QUANTILE
 from detective.data.dataset import Batch
 from detective.model.net import DetectiveNet, freeze_backbone, mean_by_owner, unfreeze_backbone
 from detective.train.metrics import Collected, GroupAccuracy, best_balanced_threshold, source_metrics, subject_metrics
 
 STAGES = ("train", "val", "test")
 SOURCE_LOSSES = ("image", "crop")
+
+
+class Scored(NamedTuple):
+    subject_logits: Tensor | None
+    source_logits: Tensor  # per image
+    novelty: Tensor | None  # per image: the mean of its crops' (`DetectiveNet.judged`); None without crops or taps
+    losses: dict[str, Tensor]
 
 
 class DetectiveModule(L.LightningModule):
@@ -63,15 +70,16 @@ class DetectiveModule(L.LightningModule):
         std: Sequence[float] = IMAGENET_STD,
         source_pos_weight: float | None = None,
         threshold: float = 0.5,
+        novelty_limit: float | None = None,
         channels_last: bool = True,
         frozen_backbone: str = "folded",
         compile: bool = False,
         cache_features: bool = False,
     ) -> None:
         """Defaults only for what the run decides (`freeze_batchnorm`, `source_pos_weight`, the calibrated
-        `threshold`), the statistics every ImageNet backbone was trained with, speed settings that change no
-        result, and the source head's choices made after the first checkpoints (`source_taps`, `source_statistics`,
-        `source_loss`: what those checkpoints hold); every other value comes from `conf/model`.
+        `threshold` and `novelty_limit`), the statistics every ImageNet backbone was trained with, speed settings that
+        change no result, and the source head's choices made after the first checkpoints (`source_taps`,
+        `source_statistics`, `source_loss`: what those checkpoints hold); every other value comes from `conf/model`.
 
         `source_loss`: "image" scores each image's source logit (the mean of its crops'); "crop" scores every crop's
         logit against its image's label, so each crop must show the traces on its own (README "Detection")."""
@@ -104,6 +112,7 @@ class DetectiveModule(L.LightningModule):
             self.per_subject = torch.nn.ModuleDict({stage: GroupAccuracy(n) for stage in ("val_", "test_")})
         # Every (AI probability, target) of an epoch: for AUROC/AP and the threshold calibration.
         self.collected = torch.nn.ModuleDict({stage: Collected() for stage in ("val_", "test_")})
+        self.novelty = torch.nn.ModuleDict({stage: Collected() for stage in ("val_", "test_")})  # per image
         pos_weight = torch.tensor(source_pos_weight if source_pos_weight else 1.0)
         self.register_buffer("pos_weight", pos_weight, persistent=False)
 
@@ -133,24 +142,26 @@ class DetectiveModule(L.LightningModule):
             losses["loss"] = losses["loss"] + self.hparams.subject_weight * ce
         return losses
 
-    def scored(self, batch: Batch) -> tuple[Tensor | None, Tensor, dict[str, Tensor]]:
-        """(subject logits, each image's source logit, the losses) of a batch; with `source_loss: crop` the source
-        loss scores every crop's logit against its image's label."""
-        if batch.crops is None or self.hparams.source_loss == "image":
-            subject_logits, source_logits = self(batch.images, batch.crops, batch.owner)
-            return (
-                subject_logits,
-                source_logits,
-                self.loss(subject_logits, source_logits, batch.subjects, batch.sources),
-            )
-        subject_logits, per_crop = self.net.crop_heads(batch.images, batch.crops)
-        losses = self.loss(subject_logits, per_crop, batch.subjects, batch.sources[batch.owner])
-        return subject_logits, mean_by_owner(per_crop, batch.owner), losses
+    def scored(self, batch: Batch) -> Scored:
+        """A batch's logits, novelty and losses; with `source_loss: crop` the source loss scores every crop's logit
+        against its image's label."""
+        if batch.crops is None:
+            subject_logits, source_logits = self(batch.images)
+            losses = self.loss(subject_logits, source_logits, batch.subjects, batch.sources)
+            return Scored(subject_logits, source_logits, None, losses)
+        subject_logits, per_crop, novelty = self.net.crop_heads(batch.images, batch.crops)
+        source_logits = mean_by_owner(per_crop, batch.owner)
+        if self.hparams.source_loss == "crop":
+            losses = self.loss(subject_logits, per_crop, batch.subjects, batch.sources[batch.owner])
+        else:
+            losses = self.loss(subject_logits, source_logits, batch.subjects, batch.sources)
+        novelty = None if novelty is None else mean_by_owner(novelty, batch.owner)
+        return Scored(subject_logits, source_logits, novelty, losses)
 
     def _step(self, batch: Batch | None, stage: str) -> Tensor | None:
         if batch is None:  # every image of the batch failed to decode (already reported)
             return None
-        subject_logits, source_logits, losses = self.scored(batch)
+        subject_logits, source_logits, novelty, losses = self.scored(batch)
         probs = torch.sigmoid(source_logits.detach().float())
         decisions = (probs >= self.threshold).long()
         metrics = [getattr(self, f"{stage}_source_metrics")]
@@ -160,6 +171,8 @@ class DetectiveModule(L.LightningModule):
             metrics[1].update(subject_logits.detach(), batch.subjects)
         if stage != "train":
             self.collected[f"{stage}_"].update(probs, batch.sources)
+            if novelty is not None:
+                self.novelty[f"{stage}_"].update(novelty, batch.sources)
             if self.has_subject_head:
                 self.per_subject[f"{stage}_"].update(decisions, batch.sources, batch.subjects)
         on_step = stage == "train"
@@ -217,15 +230,30 @@ class DetectiveModule(L.LightningModule):
         """
         self._log_per_subject("val")
         ranked = self._ranking("val")
+        novelty = self._novelty("val")
         if ranked is None or self.trainer.sanity_checking:
             return
         probs, target, auroc = ranked
         threshold, balanced = best_balanced_threshold(probs, target)
         self.hparams.threshold = threshold
         self.log("val/threshold", threshold)
+        if novelty is not None:
+            self.hparams.novelty_limit = float(torch.quantile(novelty, UNFAMILIAR_QUANTILE))
+            self.log("val/novelty_limit", self.hparams.novelty_limit)
         if not math.isnan(balanced):
             self.log("val/source_balanced_acc", balanced)
         self.log("val/score", self._score(auroc))
+
+    def _novelty(self, stage: str) -> Tensor | None:
+        """The epoch's novelty per image (None without taps), for `novelty_limit`: the novelty that
+        UNFAMILIAR_QUANTILE of the validation images stay under, above which prediction calls an image unfamiliar.
+        Validation images are held-out images of the training collections, so few of theirs are flagged."""
+        collected = self.novelty[f"{stage}_"]
+        if collected.update_count == 0:
+            return None
+        novelty, _ = collected.compute()
+        collected.reset()
+        return novelty
 
     def _score(self, auroc: float | None) -> float:
         """What checkpointing and early stopping watch: the source head's validation AUROC, averaged with subject
@@ -240,10 +268,14 @@ class DetectiveModule(L.LightningModule):
         """`trainer.test(ckpt_path=best)` restores the best epoch's weights; its calibrated threshold must come
         with them (the hyperparameters in memory hold the last epoch's)."""
         self.hparams.threshold = checkpoint["hyper_parameters"]["threshold"]
+        self.hparams.novelty_limit = checkpoint["hyper_parameters"].get("novelty_limit")
 
     def on_test_epoch_end(self) -> None:
         self._log_per_subject("test")
         self._ranking("test")
+        novelty, limit = self._novelty("test"), self.hparams.get("novelty_limit")
+        if novelty is not None and limit is not None:
+            self.log("test/unfamiliar", (novelty > limit).float().mean())
 
     def on_train_epoch_start(self) -> None:
         """Phase 1 trains the heads on a frozen backbone (BatchNorm in eval); phase 2 fine-tunes it all, BatchNorm's

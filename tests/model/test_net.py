@@ -229,6 +229,27 @@ def test_a_source_head_on_taps_reads_the_mean_and_spread_of_early_blocks(images)
     assert torch.allclose(net(None, crops, owner)[1], net.source_logits(crops).mean()[None], atol=1e-6)
 
 
+def test_novelty_is_small_on_crops_like_the_training_ones_and_large_on_others():
+    torch.manual_seed(0)
+    net = DetectiveNet(0, source_taps=[1, 3])
+    freeze_backbone(net)
+    noise = torch.Generator().manual_seed(1)
+    seen = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=noise)
+    net.source_shared[0].momentum = None  # the running statistics become the plain average over the batches
+    for batch in seen.split(16):
+        net(None, batch, torch.arange(len(batch)))
+    net.eval()
+    like = torch.randint(0, 256, (72, 3, 32, 32), dtype=torch.uint8, generator=noise)  # the same kind of pixels
+    flat = torch.full((8, 3, 32, 32), 128, dtype=torch.uint8)  # no texture at all: statistics far from the noise's
+    with torch.no_grad():
+        logits, novelty = net.judged(like)
+        assert torch.equal(logits, net.source_logits(like)) and novelty.shape == (72,)
+        assert float(net.judged(flat)[1].min()) > 10 * float(novelty.max())
+        with torch.enable_grad():  # one pass, as training runs it, against the chunks of inference
+            assert torch.allclose(net.judged(like)[1], novelty, rtol=1e-4)
+    assert DetectiveNet(2).eval().judged(like)[1] is None  # a source head on pooled features has no taps to read
+
+
 def test_without_subjects_only_the_tapped_blocks_learn_and_a_batch_of_one_trains(images):
     net = DetectiveNet(0, source_taps=[3]).train()
     assert net.shared is None

@@ -21,6 +21,7 @@ from detective.predict.evaluate import (
     band_metrics,
     build_report,
     estimate_jpeg_quality,
+    familiarity_metrics,
     format_report,
     ijg_table,
     jpeg_quality,
@@ -68,6 +69,18 @@ def test_band_coverage_and_accuracy_outside_the_band():
     m = band_metrics([0.45, 0.52, 0.9, 0.1], [0, 1, 1, 1], [True, True, False, False], threshold=0.5, band=0.1)
     assert m == {"band": 0.1, "uncertain": 2, "coverage": 0.5, "accuracy_outside": 0.5}
     assert band_metrics([0.5], [1], [True], 0.5, 0.1)["accuracy_outside"] is None
+
+
+def test_familiarity_counts_the_unfamiliar_and_the_confidently_wrong_among_all_and_the_rest():
+    m = familiarity_metrics([0.95, 0.05, 0.6, 0.3], [0, 0, 1, 1], [True, False, False, True], threshold=0.5)
+    assert m == {
+        "unfamiliar": 2,
+        "coverage": 0.5,
+        "accuracy_familiar": 1.0,
+        "confidently_wrong": 0.25,  # 0.95 on a real photo; 0.3 on an AI image is wrong but not confident
+        "confidently_wrong_familiar": 0.0,
+    }
+    assert familiarity_metrics([0.99], [0], [True], 0.5)["confidently_wrong_familiar"] is None
 
 
 def test_subject_metrics_equal_hand_computed_values():
@@ -236,6 +249,7 @@ def test_every_figure_agrees_with_the_per_image_predictions_of_predict_py(varied
     assert source["uncertain"]["coverage"] == pytest.approx(len(sure) / len(flagged))
     expected = sum(r["is_ai"] == truth(r["path"])[1] for r in sure) / len(sure)
     assert source["uncertain"]["accuracy_outside"] == pytest.approx(expected)
+    assert source["familiarity"]["unfamiliar"] == sum(r["unfamiliar"] for r in flagged)
 
     quality = report["slices"]["jpeg_quality"]
     assert [(k, quality[k]["n"]) for k in quality] == [("q<70", 1), ("q70-89", 1), ("q>=90", 1), ("non-JPEG", 24)]
@@ -272,7 +286,7 @@ def test_robustness_sweep_scores_perturbed_copies_and_leaves_the_files_alone(var
     assert list(sweep) == ["jpeg=90", "jpeg=30", "resize=0.5", "blur=2"]
     for entry in sweep.values():
         assert entry["source"]["n"] == report["images"] and entry["excluded"] == []
-        assert set(entry["source"]) == set(report["source"]) - {"uncertain"}
+        assert set(entry["source"]) == set(report["source"]) - {"uncertain", "familiarity"}
     # The sweep really sees other pixels: a strong blur moves the AI probabilities.
     assert sweep["blur=2"]["source"]["ece"] != report["source"]["ece"]
 

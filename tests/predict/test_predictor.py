@@ -2,6 +2,7 @@
 
 import io
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -121,6 +122,15 @@ def test_a_folder_gives_its_freed_memory_back_after_every_batch(predictor, tiny_
     monkeypatch.setattr(detective.predict.batching, "trim_freed_memory", lambda: trims.append(True) or True)
     assert len(predictor.predict(images * 3, batch_size=2)) == 15
     assert len(trims) == 8  # 15 images in batches of 2
+
+
+def test_images_unlike_the_training_ones_are_called_unfamiliar_and_few_of_theirs(predictor, tiny_tree):
+    assert predictor.novelty_limit is not None  # calibrated on the validation split and saved with the weights
+    seen = predictor.predict(sorted(tiny_tree.rglob("*.png")))
+    assert sum(r.unfamiliar for r in seen) <= len(seen) // 4
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    (far,) = predictor.predict([noise])  # pixel noise, unlike the smooth shapes it was trained on
+    assert far.unfamiliar and far.novelty > predictor.novelty_limit
 
 
 def test_pil_image_input_is_not_closed_or_changed(predictor):

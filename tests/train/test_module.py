@@ -135,11 +135,11 @@ def test_a_crop_loss_scores_every_crop_against_its_images_label_and_judges_by_th
     by_image = make_module((), source_loss="image").eval()
     by_image.load_state_dict(by_crop.state_dict())
     per_crop = by_crop.net.source_logits(crops)
-    _, judged, losses = by_crop.scored(batch)
+    _, judged, _, losses = by_crop.scored(batch)
     expected = F.binary_cross_entropy_with_logits(per_crop, torch.tensor([1.0, 1.0, 0.0, 0.0]))
     assert losses["source_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert torch.allclose(judged, per_crop.view(2, 2).mean(1))
-    _, judged_as_one, image_losses = by_image.scored(batch)
+    _, judged_as_one, _, image_losses = by_image.scored(batch)
     assert torch.allclose(judged_as_one, judged)
     assert image_losses["source_loss"].item() == pytest.approx(
         F.binary_cross_entropy_with_logits(judged, batch.sources).item(), rel=1e-5

@@ -154,7 +154,7 @@ def test_reported_test_metrics_are_what_predict_gives_with_the_best_checkpoint(t
     # callbacks=best: the best epoch is not the last, so its own threshold must come back with its weights
     train(compose_config(train_overrides(tiny_tree, out, "trainer.max_epochs=4", "seed=3", "callbacks=best")))
     rows = [r for r in csv.DictReader((out / "logs" / "metrics.csv").open()) if r.get("test/source_acc")]
-    reported = {k: float(rows[-1][k]) for k in ("test/source_acc", "test/subject_acc")}
+    reported = {k: float(rows[-1][k]) for k in ("test/source_acc", "test/subject_acc", "test/unfamiliar")}
     data = [o for o in train_overrides(tiny_tree, out) if o.startswith("data.") and not o.startswith("data.root")]
     datamodule = make_datamodule(tiny_tree, *data, "seed=3")  # the run's split: data.seed follows the seed
     datamodule.setup()
@@ -162,7 +162,9 @@ def test_reported_test_metrics_are_what_predict_gives_with_the_best_checkpoint(t
     results = Predictor.from_checkpoint(out / "checkpoints" / "best.ckpt", device="cpu").predict([s.path for s in test])
     source_acc = sum(r.is_ai == s.is_ai for r, s in zip(results, test, strict=True)) / len(test)
     subject_acc = sum(r.subject == s.subject for r, s in zip(results, test, strict=True)) / len(test)
-    assert reported == pytest.approx({"test/source_acc": source_acc, "test/subject_acc": subject_acc}, abs=1e-6)
+    unfamiliar = sum(r.unfamiliar for r in results) / len(test)  # over the best epoch's novelty limit
+    expected = {"test/source_acc": source_acc, "test/subject_acc": subject_acc, "test/unfamiliar": unfamiliar}
+    assert reported == pytest.approx(expected, abs=1e-6)
     # ... and the run drew its pictures: real PNGs of plausible size.
     pictures = {p.name: p for p in (out / "plots").glob("*.png")}
     assert {"training_curves.png", "subject_confusion.png", "source_reliability.png"} <= set(pictures)
