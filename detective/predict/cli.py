@@ -237,14 +237,11 @@ def predict_sharded(
     except CheckpointError as e:
         error(str(e))
         return USAGE
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-    from lightning.pytorch.utilities import rank_zero_only
-
-    from detective.predict.distributed import predict_to_shards
-    from detective.train.logs import configure_output
+    from detective.logs import configure_output
+    from detective.predict.distributed import DeviceError, is_first_process, predict_to_shards
 
     configure_output()
-    if rank_zero_only.rank == 0:  # from the launcher's environment: the other processes' lines would repeat it
+    if is_first_process():  # the other processes' lines would repeat it
         for _, message in inputs.errors:
             error(message)
     try:
@@ -264,8 +261,8 @@ def predict_sharded(
             uncertain=args.uncertain,
             threads=args.threads,
         )
-    except MisconfigurationException as e:  # e.g. --accelerator gpu on a machine without one
-        error(f"{str(e).splitlines()[0]} (--accelerator {args.accelerator}, --devices {args.devices or 1})")
+    except DeviceError as e:
+        error(f"{e} (--accelerator {args.accelerator}, --devices {args.devices or 1})")
         return USAGE
     if summary is None:  # not rank 0: rank 0 reports for all
         return OK

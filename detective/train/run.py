@@ -17,11 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from detective.data.audit import DataError
 from detective.data.datamodule import DetectiveDataModule
+from detective.logs import configure_output, on_terminal
 from detective.memory import reusing_freed_memory
 from detective.model.pretrained import PretrainedWeightsError, load_backbone_weights
 from detective.train.checkpoint_io import AtomicCheckpointIO
 from detective.train.config import plain
-from detective.train.logs import configure_output, on_terminal
 from detective.train.module import DetectiveModule
 from detective.train.report import report
 
