@@ -20,6 +20,7 @@ from PIL import Image
 from torchmetrics.functional.classification import binary_precision_recall_curve, binary_roc
 
 from detective.data.images import ImageDecodeError, load_rgb
+from detective.evaluation.metrics import CALIBRATION_BINS, expected_calibration_error
 
 DPI = 100
 THUMBNAIL = 160  # pixels per side of an image in the grid
@@ -90,10 +91,12 @@ def source_curves_plot(
     return _save(fig, path)
 
 
-def reliability_bins(probs: Sequence[float], target: Sequence[int], n_bins: int = 10) -> list[dict[str, float]]:
+def reliability_bins(
+    probs: Sequence[float], target: Sequence[int], n_bins: int = CALIBRATION_BINS
+) -> list[dict[str, float]]:
     """Bins of the AI probability exactly as torchmetrics' calibration error makes them (`n_bins` equal-width
     [lo, hi) bins, and one more holding probability 1.0 alone), each with its count, mean probability and
-    share of AI images; their count-weighted gap is the expected calibration error (ECE)."""
+    share of AI images; their count-weighted gap is the expected calibration error (ECE, tested)."""
     p = torch.as_tensor(np.asarray(probs), dtype=torch.float32)
     t = torch.as_tensor(np.asarray(target), dtype=torch.float32)
     edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float32)
@@ -114,12 +117,9 @@ def reliability_bins(probs: Sequence[float], target: Sequence[int], n_bins: int 
     return bins
 
 
-def expected_calibration_error(bins: Sequence[dict[str, float]]) -> float:
-    total = sum(b["count"] for b in bins)
-    return sum(b["count"] * abs(b["mean_probability"] - b["ai_fraction"]) for b in bins if b["count"]) / max(total, 1)
-
-
-def reliability_plot(probs: Sequence[float], target: Sequence[int], path: str | os.PathLike, n_bins: int = 10) -> Path:
+def reliability_plot(
+    probs: Sequence[float], target: Sequence[int], path: str | os.PathLike, n_bins: int = CALIBRATION_BINS
+) -> Path:
     """Reliability diagram: per probability bin, the share of images that are AI against the mean AI
     probability given to them (on the diagonal when calibrated), with the image count per bin below."""
     bins = reliability_bins(probs, target, n_bins)
@@ -132,7 +132,7 @@ def reliability_plot(probs: Sequence[float], target: Sequence[int], path: str | 
     top.plot([b["mean_probability"] for b in shown], [b["ai_fraction"] for b in shown], "o", color="C3",
              label="at the bin's mean probability")  # fmt: skip
     top.plot([0, 1], [0, 1], ls=":", color="grey", label="perfect calibration")
-    ece = expected_calibration_error(bins)
+    ece = expected_calibration_error(probs, target, n_bins)
     top.set(ylim=(0, 1.02), ylabel="share of images that are AI", title=f"Source head reliability (ECE {ece:.3f})")
     top.legend(loc="upper left")
     bottom.bar(lefts, [b["count"] for b in shown], width=widths, align="edge", color="grey")

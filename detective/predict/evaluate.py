@@ -25,7 +25,6 @@ from torchmetrics.functional.classification import (
     binary_accuracy,
     binary_auroc,
     binary_average_precision,
-    binary_calibration_error,
     multiclass_accuracy,
     multiclass_confusion_matrix,
     multiclass_f1_score,
@@ -36,11 +35,10 @@ from torchmetrics.functional.classification import (
 from detective.data.images import ImageDecodeError, load_rgb
 from detective.data.labels import LabelRule
 from detective.data.scan import Sample, scan_folder
+from detective.evaluation.metrics import CALIBRATION_BINS, best_balanced_threshold, expected_calibration_error
 from detective.predict.perturb import Perturbation
 from detective.predict.predictor import Failure, Prediction, Predictor, default_workers
-from detective.train.metrics import best_balanced_threshold
 
-CALIBRATION_BINS = 10  # equal-width bins of the AI probability, for the ECE and the reliability diagram
 WORST_SHOWN = 16  # most confidently wrong images listed and drawn
 # The IJG (libjpeg) luminance quantization table at quality 50, in natural (row-major) order, as Pillow gives it.
 IJG_LUMINANCE = (
@@ -154,7 +152,7 @@ def source_metrics(probs: Sequence[float], target: Sequence[int], threshold: flo
         "auroc": float(binary_auroc(p, t)) if both else None,
         "average_precision": float(binary_average_precision(p, t)) if both else None,
         "best_threshold": {"threshold": best[0], "balanced_accuracy": best[1], "optimistic": True} if best else None,
-        "ece": float(binary_calibration_error(p, t, n_bins=CALIBRATION_BINS, norm="l1")),
+        "ece": expected_calibration_error(p, t),
     }
 
 

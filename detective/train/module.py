@@ -20,8 +20,9 @@ from torchmetrics.functional.classification import binary_auroc, binary_average_
 
 from detective.constants import IMAGENET_MEAN, IMAGENET_STD
 from detective.data.dataset import Batch
+from detective.evaluation.metrics import best_balanced_threshold
 from detective.model.net import DetectiveNet, freeze_backbone, mean_by_owner, unfreeze_backbone
-from detective.train.metrics import Collected, GroupAccuracy, best_balanced_threshold, source_metrics, subject_metrics
+from detective.train.metrics import Collected, GroupAccuracy, source_metrics, subject_metrics
 
 STAGES = ("train", "val", "test")
 SOURCE_LOSSES = ("image", "crop")
