@@ -32,7 +32,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from detective.data.images import ImageDecodeError, load_rgb
+from detective.data.images import ImageDecodeError, jpeg_quality, load_rgb, opened_header
 from detective.data.labels import LabelRule
 from detective.data.scan import Sample, scan_folder
 from detective.evaluation.metrics import CALIBRATION_BINS, best_balanced_threshold, expected_calibration_error
@@ -40,12 +40,6 @@ from detective.predict.perturb import Perturbation
 from detective.predict.predictor import Failure, Prediction, Predictor, default_workers
 
 WORST_SHOWN = 16  # most confidently wrong images listed and drawn
-# The IJG (libjpeg) luminance quantization table at quality 50, in natural (row-major) order, as Pillow gives it.
-IJG_LUMINANCE = (
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
-)  # fmt: skip
 SIZE_BUCKETS = ((256, "<256px"), (512, "256-511px"), (1024, "512-1023px"))  # by the shorter side
 JPEG_BUCKETS = ((70, "q<70"), (90, "q70-89"))
 SLICES = ("subject", "format", "size", "jpeg_quality")
@@ -71,26 +65,13 @@ class Record:
 # --- image facts ---------------------------------------------------------------------------------------------
 
 
-def ijg_table(quality: int) -> list[int]:
-    """The luminance table libjpeg (and Pillow, and most software) writes at `quality` (1-100)."""
-    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    return [min(255, max(1, (q * scale + 50) // 100)) for q in IJG_LUMINANCE]
-
-
-def estimate_jpeg_quality(luminance: Sequence[int]) -> int:
-    """The IJG quality whose scaled table is closest to `luminance` (exact for libjpeg-written files)."""
-    table = list(luminance)
-    return min(range(1, 101), key=lambda q: (sum(abs(a - b) for a, b in zip(table, ijg_table(q), strict=True)), -q))
-
-
-def jpeg_quality(path: str | Path) -> int | None:
+def file_jpeg_quality(path: str | Path) -> int | None:
     """Estimated quality of a JPEG file from its header (None for other formats or an odd table)."""
     try:
-        with Image.open(path) as im:
-            luminance = (getattr(im, "quantization", None) or {}).get(0)
-    except Exception:  # the file was readable when scanned; a header that fails now only loses this slice
+        with opened_header(path) as im:
+            return jpeg_quality(im)
+    except ImageDecodeError:  # the file was readable when scanned; a header that fails now only loses this slice
         return None
-    return estimate_jpeg_quality(luminance) if luminance is not None and len(luminance) == 64 else None
 
 
 def size_bucket(size: tuple[int, int]) -> str:
@@ -397,7 +378,7 @@ class _Ticker:
 
 
 def _record(sample: Sample, result: Prediction) -> Record:
-    quality = jpeg_quality(sample.path) if sample.format == "JPEG" else None
+    quality = file_jpeg_quality(sample.path) if sample.format == "JPEG" else None
     return Record(
         sample.path,
         sample.subject,
