@@ -21,6 +21,7 @@ from torchmetrics.functional.classification import binary_precision_recall_curve
 
 from detective.data.images import ImageDecodeError, load_rgb
 from detective.evaluation.metrics import CALIBRATION_BINS, expected_calibration_error
+from detective.files import atomic_write
 
 DPI = 100
 THUMBNAIL = 160  # pixels per side of an image in the grid
@@ -35,9 +36,8 @@ def _figure(width: float, height: float) -> Figure:
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    fig.savefig(partial, format="png")
-    os.replace(partial, path)
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png")
     return path
 
 

@@ -21,6 +21,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from detective.files import atomic_write
+
 log = logging.getLogger(__name__)
 
 TEST_COLUMNS = ("test/source_acc", "test/source_auroc", "test/subject_acc")
@@ -68,12 +70,10 @@ def _varying(overrides: Sequence[Sequence[str]]) -> set[str]:
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
     return path
 
 

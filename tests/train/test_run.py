@@ -15,7 +15,7 @@ from tests.helpers import make_datamodule, make_module, train_overrides, write_t
 def test_tiny_fit_writes_best_and_last_checkpoints(trained_checkpoint):
     assert trained_checkpoint.is_file()
     assert (trained_checkpoint.parent / "last.ckpt").is_file()
-    assert not list(trained_checkpoint.parent.glob(".*.tmp"))  # atomic saves leave no temp files
+    assert not list(trained_checkpoint.parent.glob(".*.partial"))  # atomic saves leave no temp files
 
 
 def test_checkpoint_reloads_with_no_extra_arguments(trained_checkpoint):
