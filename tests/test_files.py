@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from detective import plots
+from detective.evaluation import plots
 from detective.files import atomic_write
 
 

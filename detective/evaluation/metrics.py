@@ -1,12 +1,24 @@
-"""The source threshold's calibration and the calibration error: the metrics training and evaluation share."""
+"""The metric functions: labels and probabilities in, plain values out (torchmetrics where it has the metric).
+The source threshold's calibration and the calibration error are shared with training."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics.functional.classification import binary_calibration_error
+from torchmetrics.functional.classification import (
+    binary_accuracy,
+    binary_auroc,
+    binary_average_precision,
+    binary_calibration_error,
+    multiclass_accuracy,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
 
 CALIBRATION_BINS = 10  # equal-width bins of the AI probability, for the ECE and the reliability diagram
 
@@ -45,3 +57,79 @@ def expected_calibration_error(
     p = torch.as_tensor(probs, dtype=torch.float32)
     t = torch.as_tensor(target, dtype=torch.long)
     return float(binary_calibration_error(p, t, n_bins=n_bins, norm="l1"))
+
+
+def decide(probs: torch.Tensor, threshold: float) -> torch.Tensor:
+    """AI (1) from the threshold up, as `Predictor` decides (torchmetrics' own thresholding is `>`)."""
+    return (probs >= threshold).long()
+
+
+def per_source_accuracy(decisions: torch.Tensor, target: torch.Tensor) -> tuple[float | None, float | None]:
+    """(share of real images called real, share of AI images called AI); None where a source is absent."""
+    real, ai = target == 0, target == 1
+    return (
+        float(binary_accuracy(decisions[real], target[real])) if real.any() else None,
+        float(binary_accuracy(decisions[ai], target[ai])) if ai.any() else None,
+    )
+
+
+def source_metrics(probs: Sequence[float], target: Sequence[int], threshold: float) -> dict[str, Any]:
+    """The source head on one set of images. Ranking metrics (balanced accuracy, AUROC, AP, best threshold)
+    need both sources and are None otherwise; the best threshold is chosen on these very images (optimistic)."""
+    p, t = torch.tensor(probs, dtype=torch.float32), torch.tensor(target, dtype=torch.long)
+    decisions = decide(p, threshold)
+    real_acc, ai_acc = per_source_accuracy(decisions, t)
+    both = real_acc is not None and ai_acc is not None
+    best = best_balanced_threshold(p, t) if both else None
+    return {
+        "n": len(t),
+        "n_ai": int(t.sum()),
+        "threshold": threshold,
+        "accuracy": float(binary_accuracy(decisions, t)),
+        "real_accuracy": real_acc,
+        "ai_accuracy": ai_acc,
+        "balanced_accuracy": (real_acc + ai_acc) / 2 if both else None,
+        "auroc": float(binary_auroc(p, t)) if both else None,
+        "average_precision": float(binary_average_precision(p, t)) if both else None,
+        "best_threshold": {"threshold": best[0], "balanced_accuracy": best[1], "optimistic": True} if best else None,
+        "ece": expected_calibration_error(p, t),
+    }
+
+
+def band_metrics(
+    probs: Sequence[float], target: Sequence[int], uncertain: Sequence[bool], threshold: float, band: float
+) -> dict[str, Any]:
+    """The `--uncertain` band: the share of images outside it (coverage) and the source accuracy there."""
+    p, t = torch.tensor(probs, dtype=torch.float32), torch.tensor(target, dtype=torch.long)
+    sure = ~torch.tensor(uncertain, dtype=torch.bool)
+    return {
+        "band": band,
+        "uncertain": int((~sure).sum()),
+        "coverage": float(sure.float().mean()),
+        "accuracy_outside": float(binary_accuracy(decide(p[sure], threshold), t[sure])) if sure.any() else None,
+    }
+
+
+def subject_metrics(target: Sequence[int], predicted: Sequence[int], classes: Sequence[str]) -> dict[str, Any]:
+    """Subject head: accuracy, macro F1 (over classes present or predicted), per-class precision and recall (None
+    where a class was never predicted / never present), and the confusion matrix (rows truth, columns predicted)."""
+    t, p, n = torch.tensor(target, dtype=torch.long), torch.tensor(predicted, dtype=torch.long), len(classes)
+    confusion = multiclass_confusion_matrix(p, t, n)
+    support, called = confusion.sum(1).tolist(), confusion.sum(0).tolist()
+    precision = multiclass_precision(p, t, n, average=None).tolist()
+    recall = multiclass_recall(p, t, n, average=None).tolist()
+    return {
+        "n": len(t),
+        "accuracy": float(multiclass_accuracy(p, t, n, average="micro")),
+        "macro_f1": float(multiclass_f1_score(p, t, n, average="macro")),
+        "classes": list(classes),
+        "per_class": {
+            name: {
+                "precision": precision[i] if called[i] else None,
+                "recall": recall[i] if support[i] else None,
+                "support": support[i],
+            }
+            for i, name in enumerate(classes)
+        },
+        "confusion": confusion.tolist(),
+    }

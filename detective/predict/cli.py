@@ -326,8 +326,9 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 def evaluate(args: argparse.Namespace, checkpoint: Path, out: TextIO, err: TextIO, error: Callable[[str], None]) -> int:
     """`--evaluate`: the report on stdout (one JSON object with --json), pictures with --plots."""
+    from detective.evaluation.text import format_report
     from detective.predict.checkpoint import read_checkpoint
-    from detective.predict.evaluate import evaluate_folder, format_report, label_rule, write_plots
+    from detective.predict.evaluate import evaluate_folder, label_rule
     from detective.predict.predictor import Predictor
 
     try:
@@ -368,6 +369,8 @@ def evaluate(args: argparse.Namespace, checkpoint: Path, out: TextIO, err: TextI
         bar.clear()
     evaluation.report = {"checkpoint": str(checkpoint), **evaluation.report}
     if args.plots is not None and evaluation.records:
+        from detective.evaluation.plots import write_plots  # matplotlib: only when pictures are asked for
+
         write_plots(evaluation, args.plots)
     report = evaluation.report
     print(json.dumps(report) if args.json else format_report(report), file=out, flush=True)

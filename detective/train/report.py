@@ -70,8 +70,8 @@ def read_history(metrics_csv: Path, names: tuple[str, ...] = CURVES) -> dict[str
 def write_pictures(best: str, datamodule: DetectiveDataModule, output_dir: Path) -> list[Path]:
     """PNGs of the best checkpoint on the test split (confusion matrix, ROC and precision-recall with the threshold,
     reliability, the most confidently wrong images) and the run's training curves, in `output_dir/plots`."""
-    from detective import plots  # matplotlib: only now, at the end of the run
-    from detective.predict.evaluate import evaluate_samples, write_plots
+    from detective.evaluation import plots  # matplotlib: only now, at the end of the run
+    from detective.predict.evaluate import evaluate_samples
     from detective.predict.predictor import Predictor
 
     folder = output_dir / "plots"
@@ -81,7 +81,7 @@ def write_pictures(best: str, datamodule: DetectiveDataModule, output_dir: Path)
         predictor = Predictor.from_checkpoint(best, device="cpu")
         evaluation, _ = evaluate_samples(test, predictor, subject_head=bool(predictor.subjects))
         if evaluation.records:
-            written += write_plots(evaluation, folder)
+            written += plots.write_plots(evaluation, folder)
     metrics_csv = output_dir / "logs" / "metrics.csv"
     if metrics_csv.is_file():
         written.append(plots.training_curves_plot(read_history(metrics_csv), folder / "training_curves.png"))

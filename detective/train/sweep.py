@@ -120,7 +120,7 @@ class SweepSummary(Callback):
         written = [write_csv(rows, sweep_dir / CSV_NAME)]
         numbers = swept_numbers([{**r, "score": r[monitor]} for r in rows])
         if numbers:
-            from detective import plots  # matplotlib: only now, after the last job
+            from detective.evaluation import plots  # matplotlib: only now, after the last job
 
             written.append(plots.sweep_plot(numbers, monitor, sweep_dir / "summary.png"))
         log.info("Written: %s", ", ".join(str(p) for p in written))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detective import plots
+from detective.evaluation import plots
 from detective.evaluation.metrics import expected_calibration_error
 from tests.helpers import write_image
 

@@ -1,4 +1,5 @@
-"""Pictures of a model's behaviour as PNG files: plain arrays (or image paths) in, one file out per function.
+"""Pictures of a model's behaviour as PNG files: plain arrays (or image paths) in, one file out per function, and
+`write_plots`, the pictures of one evaluation.
 
 Only this module imports matplotlib, and only evaluation (`predict.py --evaluate --plots`) and the end of
 training import this module: plain prediction never pays for it. Figures are drawn on `Figure` objects with
@@ -9,8 +10,9 @@ is needed. Each file is written whole or not at all (a temporary file renamed in
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +23,8 @@ from torchmetrics.functional.classification import binary_precision_recall_curve
 
 from detective.data.images import ImageDecodeError, load_rgb
 from detective.evaluation.metrics import CALIBRATION_BINS, expected_calibration_error
+from detective.evaluation.report import Evaluation
+from detective.evaluation.text import truth_text
 from detective.files import atomic_write
 
 DPI = 100
@@ -203,3 +207,35 @@ def sweep_plot(numbers: dict[str, list[tuple[float, float]]], score: str, path: 
         if min(values) > 0 and max(values) / min(values) >= 100:
             ax.set_xscale("log")
     return _save(fig, path)
+
+
+def write_plots(evaluation: Evaluation, folder: str | Path) -> list[Path]:
+    """The evaluation's PNGs in `folder`; a picture the folder cannot give (one source only: no ROC) is skipped
+    with a note in the report."""
+    folder, report, records = Path(folder), evaluation.report, evaluation.records
+    written, notes = [], report["notes"]
+    subject, source = report["subject"], report["source"]
+    if subject is not None:
+        confusion = folder / "subject_confusion.png"
+        written.append(confusion_matrix_plot(subject["confusion"], subject["classes"], confusion))
+    if source is not None:
+        probs, target = [r.ai_probability for r in records], [int(r.is_ai) for r in records]
+        if source["auroc"] is not None:
+            written.append(source_curves_plot(probs, target, source["threshold"], folder / "source_roc_pr.png"))
+        else:
+            notes.append("no ROC or precision-recall picture: the folder holds one source only")
+        written.append(reliability_plot(probs, target, folder / "source_reliability.png", CALIBRATION_BINS))
+    wrong = report["most_confidently_wrong"]
+    if wrong:
+        grid, title = folder / "most_confidently_wrong.png", "Most confidently wrong (truth / predicted)"
+        written.append(image_grid_plot([e["path"] for e in wrong], [_caption(e) for e in wrong], grid, title))
+    report["plots"] = [str(p) for p in written]
+    return written
+
+
+def _caption(entry: Mapping[str, Any]) -> str:
+    truth, predicted = entry["truth"], entry["predicted"]
+    said = f"{'AI' if predicted['is_ai'] else 'real'} p={predicted['ai_probability']:.2f}"
+    if "subject" in predicted:
+        said = f"{predicted['subject']} {predicted['subject_confidence']:.0%}, {said}"
+    return f"{Path(entry['path']).name[:28]}\ntruth: {truth_text(truth)}\npred: {said}"
