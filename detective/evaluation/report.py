@@ -11,10 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchmetrics.functional.classification import (
-    binary_accuracy,
-    binary_auroc,
-)
+from torchmetrics.functional.classification import binary_accuracy, binary_auroc
 
 from detective.evaluation.metrics import band_metrics, decide, per_source_accuracy, source_metrics, subject_metrics
 from detective.evaluation.text import n_images
