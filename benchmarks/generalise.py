@@ -32,7 +32,7 @@ def scores(checkpoint: Path, files: list[Path]) -> dict[str, Any]:
     """The source head's metrics on `files` (AI = under an `ai` folder), as `predict.py --evaluate` reports them:
     AUROC, accuracies, ECE, and the images it calls unfamiliar with the confidently wrong answers among all and
     among the rest."""
-    from detective.predict.evaluate import familiarity_metrics, source_metrics
+    from detective.evaluation.metrics import familiarity_metrics, source_metrics
     from detective.predict.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu")

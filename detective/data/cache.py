@@ -15,12 +15,12 @@ import hashlib
 import logging
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
 
 from detective.data.transforms import load_image, resize_shorter
+from detective.files import atomic_write
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 2  # bump when what an entry holds changes; old entries are then simply never read (2: torch resize)
@@ -79,18 +79,10 @@ class DecodedCache:
     def _store(self, entry: Path, image: torch.Tensor) -> None:
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    height, width = image.shape[-2:]
-                    f.write(HEADER.pack(MAGIC, width, height))
-                    f.write(image.permute(1, 2, 0).contiguous().numpy().data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, entry)  # atomic: readers see the whole entry or none
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_write(entry) as f:  # readers see the whole entry or none
+                height, width = image.shape[-2:]
+                f.write(HEADER.pack(MAGIC, width, height))
+                f.write(image.permute(1, 2, 0).contiguous().numpy().data)
         except OSError as err:
             self.writable = False
             log.warning(

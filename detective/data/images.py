@@ -128,13 +128,17 @@ def jpeg_quality(im: Image.Image) -> int | None:
 
     Read from the header (`Image.open` parses the tables; nothing is decoded). Exact for files written by
     libjpeg-based encoders (Pillow, most software); for an encoder with its own tables (many cameras) it is
-    the nearest IJG equivalent.
+    the nearest IJG equivalent; of two equally near, the lower quality, so that a file never reads as less
+    compressed than its table allows (the audit's shortcut check and the evaluation's quality slices both use this).
+    None too for a luminance table that is not 8x8.
     """
     tables = getattr(im, "quantization", None)
     if not tables:
         return None
     luminance = np.asarray(tables[min(tables)], dtype=np.int64)  # table 0 by the usual (JFIF) convention
-    return int(np.abs(_QUALITY_TABLES - luminance).sum(axis=1).argmin()) + 1
+    if luminance.shape != (64,):
+        return None
+    return int(np.abs(_QUALITY_TABLES - luminance).sum(axis=1).argmin()) + 1  # argmin: the first, lowest, of ties
 
 
 def _describe(source: ImageSource) -> str:

@@ -22,6 +22,16 @@ from detective.predict.lite import build_lite_net
 
 REQUIRED_HPARAMS = ("subjects", "image_size", "crop_fraction", "mean", "std", "threshold")
 NET_PREFIX = "net."
+# Settings added after the first checkpoints were written, with the value those were trained with: the config's
+# defaults have moved on since (`conf/model`), and a checkpoint must load as it was trained. The views have their own
+# (`ViewSettings.from_hparams`).
+ADDED_HPARAMS: dict[str, Any] = {
+    "source_taps": [],
+    "source_statistics": ["mean", "std"],
+    "source_loss": "image",
+    "freeze_batchnorm": False,
+    "cache_features": False,
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,12 @@ class CheckpointInfo:
             raise CheckpointError(f"{self.path}: weights do not fit the saved settings ({reason})") from None
 
 
+def migrate_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's hyperparameters as the current code takes them: settings it predates get the value it was
+    trained with."""
+    return {**ADDED_HPARAMS, **hparams}
+
+
 def read_checkpoint(path: str | Path) -> CheckpointInfo:
     """Load a checkpoint safely (tensors and plain values only) and check it is a detective one."""
     path = Path(path).expanduser()
@@ -87,4 +103,4 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
             "use a .ckpt written by train.py"
         )
     weights = {k[len(NET_PREFIX) :]: v for k, v in state.items() if k.startswith(NET_PREFIX)}
-    return CheckpointInfo(path, dict(hparams), weights)
+    return CheckpointInfo(path, migrate_hparams(hparams), weights)

@@ -19,8 +19,10 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from detective.predict.predictor import Predictor
@@ -31,6 +33,15 @@ from detective.predict.shards import FileBatches, LoadedBatch, ShardStream, Summ
 # persistent workers would only help a second pass over the loader, which prediction never makes.
 warnings.filterwarnings("ignore", message="Couldn't infer the batch indices fetched from your dataloader")
 warnings.filterwarnings("ignore", message="Consider setting `persistent_workers=True` in 'predict_dataloader'")
+
+
+class DeviceError(RuntimeError):
+    """The accelerator or device count asked for is not there (e.g. `--accelerator gpu` without one)."""
+
+
+def is_first_process() -> bool:
+    """Rank 0, known from the launcher's environment before any process starts: the one that reports for all."""
+    return rank_zero_only.rank == 0
 
 
 def _as_is(batch: LoadedBatch) -> LoadedBatch:
@@ -136,24 +147,28 @@ def predict_to_shards(
     **module: Any,
 ) -> Summary | None:
     """Predict the `files` no shard under `out` records yet; the `Summary` on rank 0, None on the other ranks.
+    Raises `DeviceError` for an accelerator or device count this machine cannot give.
 
     `module`: `ShardPredictor`'s batch_size, workers, top_k, threshold, uncertain and threads."""
     writer = ShardWriter(out, shard_size=shard_size)
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy=launch_strategy(devices, num_nodes),
-        use_distributed_sampler=False,  # `predict_dataloader` shares the files out itself
-        callbacks=[writer],
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=progress,
-    )
-    todo = plan(out, files)  # once the options are known to be good: a mistyped one creates no folder
-    writer.first_shard = todo.first_shard
-    if todo.files:
-        trainer.predict(ShardPredictor(checkpoint, todo.files, **module), return_predictions=False)
-        trainer.strategy.barrier("shards written")  # under torchrun or SLURM: rank 0 reads them all next
+    try:
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            num_nodes=num_nodes,
+            strategy=launch_strategy(devices, num_nodes),
+            use_distributed_sampler=False,  # `predict_dataloader` shares the files out itself
+            callbacks=[writer],
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+        )
+        todo = plan(out, files)  # once the options are known to be good: a mistyped one creates no folder
+        writer.first_shard = todo.first_shard
+        if todo.files:
+            trainer.predict(ShardPredictor(checkpoint, todo.files, **module), return_predictions=False)
+            trainer.strategy.barrier("shards written")  # under torchrun or SLURM: rank 0 reads them all next
+    except MisconfigurationException as e:
+        raise DeviceError(str(e).splitlines()[0]) from None
     return summarise(out, files, todo.done) if trainer.is_global_zero else None

@@ -20,7 +20,6 @@ Only `--explain` imports this module, and matplotlib (for its colormap) with it:
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from torch.nn import functional as F
 from detective.data.images import ImageDecodeError
 from detective.data.transforms import load_image, resize
 from detective.data.views import Box
+from detective.files import atomic_write
 from detective.model.net import DetectiveNet
 from detective.predict.predictor import Predictor
 from detective.predict.results import Failure, Prediction, Result
@@ -238,13 +238,8 @@ def _wrap(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
 
 def write_png(picture: Image.Image, path: Path) -> Path:
     """Write whole or not at all: a temporary file beside `path`, renamed into place."""
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        picture.save(partial, format="PNG")
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        picture.save(f, format="PNG")
     return path
 
 

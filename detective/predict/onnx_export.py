@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 from detective.data.dataset import collate_views
 from detective.data.geometry import ViewSettings
 from detective.data.views import eval_views
+from detective.files import atomic_write
 from detective.predict.batching import check_threshold
 from detective.predict.checkpoint import read_checkpoint
 from detective.predict.onnx_runtime import (
@@ -193,15 +193,10 @@ def _max_difference(ort: ModuleType, net: nn.Module, views: ViewSettings, data: 
 
 def _write_whole(path: Path, data: bytes) -> None:
     """Write aside and rename, so an interrupted export never leaves a half-written model under the name."""
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_write(path) as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise ExportError(f"{path}: cannot write the model ({err.strerror or err})") from None
 
 

@@ -1,35 +1,27 @@
 """Checkpoints written atomically: a crash mid-save never leaves a truncated `.ckpt` behind.
 
 Lightning's default writer may stage the file in the system temp folder and *copy* it over when
-that is on another filesystem; here the bytes go to a temp file beside the target, are fsynced,
-and replace it with one `os.replace`.
+that is on another filesystem; here the bytes go through `atomic_write` (a temp file beside the
+target, fsynced, renamed over it).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from detective.files import atomic_write
+
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """`torch.save` to `path` via a sibling temp file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        torch.save(obj, f)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -1,4 +1,4 @@
-"""Metric collections per stage, and the source-threshold calibration."""
+"""Metric collections per stage (the threshold calibration is in `detective.evaluation.metrics`)."""
 
 from __future__ import annotations
 
@@ -62,26 +62,3 @@ def subject_metrics(num_subjects: int) -> MetricCollection:
 def source_metrics() -> MetricCollection:
     """Accuracy of the thresholded decisions (passed as 0/1); AUROC and AP of the probabilities."""
     return MetricCollection({"source_acc": BinaryAccuracy()})
-
-
-def best_balanced_threshold(probs: Tensor, target: Tensor) -> tuple[float, float]:
-    """The AI-probability threshold maximising balanced accuracy on (probs, target): (threshold, accuracy).
-
-    Candidates are midpoints between consecutive distinct probabilities, so the threshold sits
-    between the classes rather than on a training example. Of the candidates that tie for the best, the one nearest
-    0.5, where a model trained with a calibrated loss draws its own line (the lowest of them, the first, would lean
-    towards calling images AI on a small validation split). With one class present it stays 0.5.
-    """
-    target = target.long()
-    if probs.numel() == 0 or target.min() == target.max():
-        return 0.5, float("nan")
-    values = torch.unique(probs.float())
-    candidates = torch.cat([values[:1] - 1e-6, (values[1:] + values[:-1]) / 2, values[-1:] + 1e-6])
-    decide = probs.float()[None, :] >= candidates[:, None]
-    pos, neg = target == 1, target == 0
-    tpr = (decide & pos).sum(1) / pos.sum()
-    tnr = (~decide & neg).sum(1) / neg.sum()
-    balanced = (tpr + tnr) / 2
-    tied = torch.nonzero(balanced == balanced.max()).squeeze(1)
-    best = int(tied[torch.argmin((candidates[tied] - 0.5).abs())])
-    return float(candidates[best].clamp(0, 1)), float(balanced[best])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import lightning as L
@@ -20,8 +21,10 @@ from torchmetrics.functional.classification import binary_auroc, binary_average_
 
 from detective.constants import IMAGENET_MEAN, IMAGENET_STD, UNFAMILIAR_QUANTILE
 from detective.data.dataset import Batch
+from detective.evaluation.metrics import best_balanced_threshold
 from detective.model.net import DetectiveNet, freeze_backbone, mean_by_owner, unfreeze_backbone
-from detective.train.metrics import Collected, GroupAccuracy, best_balanced_threshold, source_metrics, subject_metrics
+from detective.predict.checkpoint import ADDED_HPARAMS, read_checkpoint
+from detective.train.metrics import Collected, GroupAccuracy, source_metrics, subject_metrics
 
 STAGES = ("train", "val", "test")
 SOURCE_LOSSES = ("image", "crop")
@@ -62,10 +65,11 @@ class DetectiveModule(L.LightningModule):
         weight_decay: float,
         freeze_epochs: int,
         finetune: bool,
-        freeze_batchnorm: bool = False,
-        source_taps: Sequence[int] = (),
-        source_statistics: Sequence[str] = ("mean", "std"),
-        source_loss: str = "image",
+        freeze_batchnorm: bool,
+        source_taps: Sequence[int],
+        source_statistics: Sequence[str],
+        source_loss: str,
+        cache_features: bool,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         source_pos_weight: float | None = None,
@@ -74,12 +78,12 @@ class DetectiveModule(L.LightningModule):
         channels_last: bool = True,
         frozen_backbone: str = "folded",
         compile: bool = False,
-        cache_features: bool = False,
     ) -> None:
-        """Defaults only for what the run decides (`freeze_batchnorm`, `source_pos_weight`, the calibrated
-        `threshold` and `novelty_limit`), the statistics every ImageNet backbone was trained with, speed settings that
-        change no result, and the source head's choices made after the first checkpoints (`source_taps`,
-        `source_statistics`, `source_loss`: what those checkpoints hold); every other value comes from `conf/model`.
+        """Defaults only for what the run decides (`source_pos_weight`, the calibrated `threshold` and
+        `novelty_limit`), the statistics every ImageNet backbone was trained with, and speed settings that change no
+        result; every other value comes from `conf/model` (`freeze_batchnorm` and `cache_features` resolved from
+        `auto` by the run). Checkpoints from before a setting existed load through `load_from_checkpoint`, which fills
+        it in as they were trained.
 
         `source_loss`: "image" scores each image's source logit (the mean of its crops'); "crop" scores every crop's
         logit against its image's label, so each crop must show the traces on its own (README "Detection")."""
@@ -115,6 +119,14 @@ class DetectiveModule(L.LightningModule):
         self.novelty = torch.nn.ModuleDict({stage: Collected() for stage in ("val_", "test_")})  # per image
         pos_weight = torch.tensor(source_pos_weight if source_pos_weight else 1.0)
         self.register_buffer("pos_weight", pos_weight, persistent=False)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Path, *args: Any, **kwargs: Any) -> DetectiveModule:
+        """Lightning's, with the settings an older checkpoint lacks filled in as it was trained (`migrate_hparams`,
+        which `predict.py` reads checkpoints through too); keyword arguments still override."""
+        saved = read_checkpoint(checkpoint_path).hparams
+        added = {key: saved[key] for key in ADDED_HPARAMS}
+        return super().load_from_checkpoint(checkpoint_path, *args, **{**added, **kwargs})
 
     @property
     def threshold(self) -> float:

@@ -17,19 +17,24 @@ import numpy as np
 
 from detective.commands import command
 from detective.data.datamodule import DetectiveDataModule
+from detective.data.scan import Sample
 
 log = logging.getLogger(__name__)
 
 
-def show_held_out_prediction(checkpoint: str, datamodule: DetectiveDataModule, seed: int) -> None:
+def held_out_example(datamodule: DetectiveDataModule, seed: int) -> Sample | None:
+    """A random test image, the same for a seed: the summary predicts it, then suggests `predict.py` on it."""
+    test = datamodule.splits.get("test") or []
+    return random.Random(seed).choice(test) if test else None
+
+
+def show_held_out_prediction(checkpoint: str, sample: Sample | None) -> None:
     """The original ended on one prediction of a random *training* image; ours is a held-out test image."""
     from detective.predict.predictor import Prediction, Predictor
 
-    test = datamodule.splits.get("test") or []
-    if not test:
+    if sample is None:
         log.info("No test images held out: skipping the example prediction.")
         return
-    sample = random.Random(seed).choice(test)
     (result,) = Predictor.from_checkpoint(checkpoint, device="cpu").predict([sample.path])
     truth = ", ".join(filter(None, [sample.subject, "AI generated" if sample.is_ai else "real photo"]))
     lines = [f"\nHeld-out test image: {sample.path}  (truth: {truth})"]
@@ -65,8 +70,8 @@ def read_history(metrics_csv: Path, names: tuple[str, ...] = CURVES) -> dict[str
 def write_pictures(best: str, datamodule: DetectiveDataModule, output_dir: Path) -> list[Path]:
     """PNGs of the best checkpoint on the test split (confusion matrix, ROC and precision-recall with the threshold,
     reliability, the most confidently wrong images) and the run's training curves, in `output_dir/plots`."""
-    from detective import plots  # matplotlib: only now, at the end of the run
-    from detective.predict.evaluate import evaluate_samples, write_plots
+    from detective.evaluation import plots  # matplotlib: only now, at the end of the run
+    from detective.predict.evaluate import evaluate_samples
     from detective.predict.predictor import Predictor
 
     folder = output_dir / "plots"
@@ -76,7 +81,7 @@ def write_pictures(best: str, datamodule: DetectiveDataModule, output_dir: Path)
         predictor = Predictor.from_checkpoint(best, device="cpu")
         evaluation, _ = evaluate_samples(test, predictor, subject_head=bool(predictor.subjects))
         if evaluation.records:
-            written += write_plots(evaluation, folder)
+            written += plots.write_plots(evaluation, folder)
     metrics_csv = output_dir / "logs" / "metrics.csv"
     if metrics_csv.is_file():
         written.append(plots.training_curves_plot(read_history(metrics_csv), folder / "training_curves.png"))
@@ -108,8 +113,9 @@ def report(
 ) -> None:
     """Print the end-of-run summary for `best` (the checkpoint the test metrics come from), with its pictures, which
     also go to the `loggers` that take images."""
+    example = held_out_example(datamodule, seed)
     if best:
-        show_held_out_prediction(best, datamodule, seed)
+        show_held_out_prediction(best, example)
     if metrics:
         rows = [f"  {name:<32} {metrics[name]:.4f}" for name in sorted(metrics)]
         log.info("\n".join(["\nTest metrics (best checkpoint, held-out test split):", *rows]))
@@ -119,9 +125,7 @@ def report(
             log.info("\n".join(["\nPictures:", *(f"  {p}" for p in pictures)]))
             for logger in log_pictures(pictures, loggers):
                 log.info(f"  (also in {type(logger).__name__}'s images, under plots/)")
-        test = datamodule.splits.get("test")
-        example = shlex.quote(str(test[0].path)) if test else "IMAGE"
+        image = shlex.quote(str(example.path)) if example else "IMAGE"
         log.info(
-            f"\nBest checkpoint: {best}\n"
-            f"Predict with:    {command('predict')} {example} --checkpoint {shlex.quote(best)}"
+            f"\nBest checkpoint: {best}\nPredict with:    {command('predict')} {image} --checkpoint {shlex.quote(best)}"
         )

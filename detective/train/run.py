@@ -17,11 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from detective.data.audit import DataError
 from detective.data.datamodule import DetectiveDataModule
+from detective.logs import configure_output, on_terminal
 from detective.memory import reusing_freed_memory
 from detective.model.pretrained import PretrainedWeightsError, load_backbone_weights
 from detective.train.checkpoint_io import AtomicCheckpointIO
 from detective.train.config import plain
-from detective.train.logs import configure_output, on_terminal
 from detective.train.module import DetectiveModule
 from detective.train.report import report
 
@@ -74,7 +74,7 @@ def resolve_cache_features(value: Any, datamodule: DetectiveDataModule) -> bool:
 def resolve_freeze_batchnorm(cfg: DictConfig) -> bool:
     """`model.freeze_batchnorm=auto`: keep pretrained statistics; a backbone trained from scratch has none to keep."""
     has_statistics = bool(cfg.model.pretrained) or cfg.model.weights_path is not None
-    freeze = auto_flag("model.freeze_batchnorm", cfg.model.get("freeze_batchnorm", False), has_statistics)
+    freeze = auto_flag("model.freeze_batchnorm", cfg.model.freeze_batchnorm, has_statistics)
     if freeze and not has_statistics:
         raise ConfigError(
             "model.freeze_batchnorm=true needs pretrained weights (a random backbone has no BatchNorm statistics to "

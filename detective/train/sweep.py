@@ -21,6 +21,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from detective.files import atomic_write
+
 log = logging.getLogger(__name__)
 
 TEST_COLUMNS = ("test/source_acc", "test/source_auroc", "test/subject_acc")
@@ -68,12 +70,10 @@ def _varying(overrides: Sequence[Sequence[str]]) -> set[str]:
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
     return path
 
 
@@ -120,7 +120,7 @@ class SweepSummary(Callback):
         written = [write_csv(rows, sweep_dir / CSV_NAME)]
         numbers = swept_numbers([{**r, "score": r[monitor]} for r in rows])
         if numbers:
-            from detective import plots  # matplotlib: only now, after the last job
+            from detective.evaluation import plots  # matplotlib: only now, after the last job
 
             written.append(plots.sweep_plot(numbers, monitor, sweep_dir / "summary.png"))
         log.info("Written: %s", ", ".join(str(p) for p in written))

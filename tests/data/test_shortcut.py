@@ -1,5 +1,6 @@
 import io
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from PIL import Image
 from torchmetrics.functional.classification import binary_auroc
 
 from detective.data.audit import SHORTCUT_ALARM, audit, audit_roots, format_report
-from detective.data.images import jpeg_quality, opened_header
+from detective.data.images import _QUALITY_TABLES, jpeg_quality, opened_header
 from detective.data.scan import scan_folder
 from detective.data.shortcut import (
     FileFacts,
@@ -66,6 +67,19 @@ def test_jpeg_quality_recovers_the_quality_pillow_saved_at(quality):
     Image.new("RGB", (32, 24), "gray").save(buf, "JPEG", quality=quality)
     with opened_header(buf.getvalue()) as im:
         assert jpeg_quality(im) == quality
+
+
+def test_jpeg_quality_between_two_tables_is_the_lower_and_an_odd_table_gives_none():
+    low, high = _QUALITY_TABLES[50], _QUALITY_TABLES[51]  # quality 51 and 52
+    table = low.copy()
+    budget = int(np.abs(high - low).sum()) // 2
+    for i in np.flatnonzero(high != low):  # walk half the way from 51's table towards 52's
+        step = min(abs(int(high[i] - low[i])), budget) * np.sign(high[i] - low[i])
+        table[i] += step
+        budget -= abs(step)
+    assert np.abs(table - low).sum() == np.abs(table - high).sum()  # equally near both
+    assert jpeg_quality(SimpleNamespace(quantization={0: table.tolist()})) == 51
+    assert jpeg_quality(SimpleNamespace(quantization={0: [16] * 63})) is None
 
 
 def test_jpeg_quality_is_none_for_other_formats():

@@ -1,4 +1,5 @@
-"""`predict.py DIR --evaluate`: metrics checked by hand, the folder read as training reads it, files left alone."""
+"""`predict.py DIR --evaluate`: the folder read as training reads it, figures that agree with predict.py, files left
+alone."""
 
 import hashlib
 import io
@@ -16,132 +17,9 @@ from detective.data.dataset import collate_views
 from detective.data.labels import LabelRule
 from detective.model.net import DetectiveNet
 from detective.predict.cli import main
-from detective.predict.evaluate import (
-    Record,
-    band_metrics,
-    build_report,
-    estimate_jpeg_quality,
-    familiarity_metrics,
-    format_report,
-    ijg_table,
-    jpeg_quality,
-    label_rule,
-    slices,
-    source_metrics,
-    subject_metrics,
-)
+from detective.predict.evaluate import file_jpeg_quality, label_rule
 from detective.predict.predictor import Predictor
 from tests.helpers import REPO, write_image
-
-# --- the metrics, by hand -------------------------------------------------------------------------------------
-
-
-def test_source_metrics_equal_hand_computed_values():
-    probs = [0.1, 0.4, 0.2, 0.35, 0.8, 0.7]
-    target = [0, 0, 0, 1, 1, 1]
-    m = source_metrics(probs, target, threshold=0.5)
-    # At 0.5: the real ones all real, 0.35 missed among the AI ones.
-    assert (m["n"], m["n_ai"], m["real_accuracy"], m["ai_accuracy"]) == (6, 3, 1.0, pytest.approx(2 / 3))
-    assert m["accuracy"] == pytest.approx(5 / 6) and m["balanced_accuracy"] == pytest.approx(5 / 6)
-    assert m["auroc"] == pytest.approx(8 / 9)  # 8 of the 9 (AI, real) pairs ranked right: 0.35 < 0.4
-    assert m["average_precision"] == pytest.approx((1 + 1 + 3 / 4) / 3)  # AI at ranks 1, 2 and 4
-    # Every image alone in its probability bin: the ECE is the mean gap between probability and truth.
-    assert m["ece"] == pytest.approx((0.1 + 0.4 + 0.2 + 0.65 + 0.2 + 0.3) / 6, abs=1e-6)
-    # Balanced accuracy 5/6 is reached between 0.2 and 0.35 (every AI image found, 0.4 called AI) and between 0.4
-    # and 0.7 (0.35 missed, every real one right): of the two, the one nearer 0.5.
-    assert m["best_threshold"] == {"threshold": pytest.approx(0.55), "balanced_accuracy": pytest.approx(5 / 6),
-                                   "optimistic": True}  # fmt: skip
-
-
-def test_the_threshold_itself_counts_as_ai_as_in_predict():
-    assert source_metrics([0.5, 0.5], [1, 0], threshold=0.5)["ai_accuracy"] == 1.0
-
-
-def test_one_source_only_leaves_ranking_metrics_undefined_and_the_report_valid_json():
-    m = source_metrics([0.1, 0.6, 0.3], [0, 0, 0], threshold=0.5)
-    assert m["accuracy"] == pytest.approx(2 / 3) and m["real_accuracy"] == pytest.approx(2 / 3)
-    assert m["ai_accuracy"] is m["balanced_accuracy"] is m["auroc"] is m["average_precision"] is None
-    assert m["best_threshold"] is None
-    json.dumps(m, allow_nan=False)
-
-
-def test_band_coverage_and_accuracy_outside_the_band():
-    m = band_metrics([0.45, 0.52, 0.9, 0.1], [0, 1, 1, 1], [True, True, False, False], threshold=0.5, band=0.1)
-    assert m == {"band": 0.1, "uncertain": 2, "coverage": 0.5, "accuracy_outside": 0.5}
-    assert band_metrics([0.5], [1], [True], 0.5, 0.1)["accuracy_outside"] is None
-
-
-def test_familiarity_counts_the_unfamiliar_and_the_confidently_wrong_among_all_and_the_rest():
-    m = familiarity_metrics([0.95, 0.05, 0.6, 0.3], [0, 0, 1, 1], [True, False, False, True], threshold=0.5)
-    assert m == {
-        "unfamiliar": 2,
-        "coverage": 0.5,
-        "accuracy_familiar": 1.0,
-        "confidently_wrong": 0.25,  # 0.95 on a real photo; 0.3 on an AI image is wrong but not confident
-        "confidently_wrong_familiar": 0.0,
-    }
-    assert familiarity_metrics([0.99], [0], [True], 0.5)["confidently_wrong_familiar"] is None
-
-
-def test_subject_metrics_equal_hand_computed_values():
-    m = subject_metrics(target=[0, 0, 1, 1, 1], predicted=[0, 1, 1, 1, 0], classes=["cat", "dog", "owl"])
-    assert m["confusion"] == [[1, 1, 0], [1, 2, 0], [0, 0, 0]]
-    assert m["accuracy"] == pytest.approx(3 / 5)
-    assert m["per_class"]["cat"] == {"precision": 0.5, "recall": 0.5, "support": 2}
-    assert m["per_class"]["dog"] == {"precision": pytest.approx(2 / 3), "recall": pytest.approx(2 / 3), "support": 3}
-    assert m["per_class"]["owl"] == {"precision": None, "recall": None, "support": 0}  # never there, never said
-    assert m["macro_f1"] == pytest.approx((0.5 + 2 / 3) / 2)  # over the classes present or predicted
-
-
-def record(name: str, subject: str, is_ai: bool, p: float, said: str | None = None, **facts) -> Record:
-    return Record(Path(name), subject, is_ai, p, said or subject, 0.9, **facts)
-
-
-def test_slices_show_a_detector_that_only_works_on_png():
-    records = [
-        record("a.png", "cat", False, 0.1, format="PNG", size=(512, 512)),
-        record("b.png", "cat", True, 0.9, format="PNG", size=(512, 512)),
-        record("c.jpg", "dog", False, 0.9, "cat", format="JPEG", size=(100, 300), jpeg_quality=95),
-        record("d.jpg", "dog", True, 0.1, format="JPEG", size=(1024, 2000), jpeg_quality=60),
-        record("e.jpg", "owl", True, 0.1, format="JPEG", size=(300, 400), jpeg_quality=75),
-    ]
-    table = slices(records, 0.5, ["cat", "dog"])
-    assert table["format"]["PNG"]["source_accuracy"] == 1.0 and table["format"]["JPEG"]["source_accuracy"] == 0.0
-    assert table["format"]["PNG"]["auroc"] == 1.0 and table["format"]["JPEG"]["auroc"] == 0.0
-    assert list(table["size"]) == ["<256px", "256-511px", "512-1023px", ">=1024px"]
-    assert [table["size"][k]["n"] for k in table["size"]] == [1, 1, 2, 1]
-    assert list(table["jpeg_quality"]) == ["q<70", "q70-89", "q>=90", "non-JPEG"]
-    assert table["subject"]["dog"]["subject_accuracy"] == 0.5 and table["subject"]["dog"]["real_accuracy"] == 0.0
-    assert table["subject"]["owl"]["subject_accuracy"] is None  # not a subject of the checkpoint
-    assert slices(records, 0.5, None)["subject"]["cat"]["subject_accuracy"] is None  # subject head not scored
-
-
-def test_subject_section_only_for_subjects_the_checkpoint_knows():
-    records = [record("a", "cat", False, 0.1), record("b", "dog", True, 0.9, "cat"), record("c", "newt", True, 0.9)]
-    report = build_report(records, ["cat", "dog"], 0.5, 0.0).report
-    assert report["subject"]["n"] == 2 and report["subject"]["accuracy"] == 0.5
-    assert report["notes"] == ["subjects not known to the checkpoint: newt (1 image): no subject metrics for them"]
-    assert report["source"]["n"] == 3  # the source head is scored on every image
-    off = build_report(records, ["cat", "dog"], 0.5, 0.0, subject_head=False).report
-    assert off["subject"] is None and off["notes"] == ["subject head off: the checkpoint predicts the source only"]
-    assert all(row["subject_accuracy"] is None for row in off["slices"]["subject"].values())
-    # A source-only folder (real/ and ai/ at the top) has no subjects: no subject section, and the report says why
-    # instead of naming an empty subject; a wrong image's truth is just its source.
-    folders = build_report([record("r", "", False, 0.2), record("a", "", True, 0.3)], ["cat", "dog"], 0.5, 0).report
-    assert folders["subject"] is None and folders["source"]["accuracy"] == 0.5
-    assert folders["notes"] == ["no subject folders here (source only): no subject metrics"]
-    assert "truth: AI  predicted: " in format_report({**folders, "root": "folder", "images": 2, "excluded": []})
-
-
-def test_most_confidently_wrong_come_first_and_right_images_never():
-    records = [
-        record("right", "cat", True, 0.99),
-        record("wrong_source", "cat", False, 0.8),
-        record("very_wrong_source", "cat", True, 0.05),
-        record("wrong_subject", "dog", False, 0.1, "cat"),  # subject confidence 0.9
-    ]
-    wrong = build_report(records, ["cat", "dog"], 0.5, 0.0).report["most_confidently_wrong"]
-    assert [w["path"] for w in wrong] == ["very_wrong_source", "wrong_subject", "wrong_source"]
 
 
 def test_label_rule_comes_from_the_checkpoint_then_the_token_option():
@@ -155,9 +33,8 @@ def test_label_rule_comes_from_the_checkpoint_then_the_token_option():
 def test_jpeg_quality_is_read_back_from_a_pillow_file(tmp_path, quality):
     path = tmp_path / "x.jpg"
     Image.new("RGB", (16, 16), "red").save(path, quality=quality)
-    assert jpeg_quality(path) == quality
-    assert estimate_jpeg_quality([min(255, v + 1) for v in ijg_table(quality)]) == pytest.approx(quality, abs=3)
-    assert jpeg_quality(write_image(tmp_path / "x.png")) is None
+    assert file_jpeg_quality(path) == quality
+    assert file_jpeg_quality(write_image(tmp_path / "x.png")) is None
 
 
 # --- the command, end to end ----------------------------------------------------------------------------------

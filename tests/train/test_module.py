@@ -5,7 +5,7 @@ import torch
 from torch.nn import functional as F
 
 from detective.data.dataset import Batch
-from detective.train.metrics import GroupAccuracy, best_balanced_threshold
+from detective.train.metrics import GroupAccuracy
 from tests.helpers import make_module
 
 
@@ -88,29 +88,6 @@ def test_optimizer_gives_the_backbone_a_lower_rate(monkeypatch):
     heads, backbone = optimizer.param_groups
     assert heads["lr"] == pytest.approx(1e-3) and backbone["lr"] == pytest.approx(1e-4)
     assert len(backbone["params"]) == len(list(module.net.backbone_parameters()))
-
-
-def test_best_balanced_threshold_separates_the_classes():
-    probs = torch.tensor([0.10, 0.20, 0.30, 0.35, 0.40, 0.90])
-    target = torch.tensor([0, 0, 0, 1, 1, 1])
-    threshold, balanced = best_balanced_threshold(probs, target)
-    assert 0.30 < threshold <= 0.35 and balanced == 1.0
-    # One class only: nothing to calibrate, the threshold stays at 0.5.
-    assert best_balanced_threshold(probs, torch.ones(6, dtype=torch.long))[0] == 0.5
-
-
-def test_of_thresholds_tied_for_the_best_the_one_nearest_one_half_is_chosen():
-    probs = torch.tensor([0.05, 0.10, 0.60, 0.20, 0.70, 0.90])  # real, real, real, AI, AI, AI
-    target = torch.tensor([0, 0, 0, 1, 1, 1])
-    threshold, balanced = best_balanced_threshold(probs, target)  # 0.15 and 0.65 each get one image wrong
-    assert threshold == pytest.approx(0.65) and balanced == pytest.approx(5 / 6)
-
-
-def test_imbalanced_scores_get_a_threshold_far_from_one_half():
-    probs = torch.tensor([0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08])
-    target = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-    threshold, balanced = best_balanced_threshold(probs, target)
-    assert 0.04 < threshold < 0.05 and balanced == 1.0
 
 
 def test_group_accuracy_per_subject():

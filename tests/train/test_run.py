@@ -15,7 +15,7 @@ from tests.helpers import make_datamodule, make_module, train_overrides, write_t
 def test_tiny_fit_writes_best_and_last_checkpoints(trained_checkpoint):
     assert trained_checkpoint.is_file()
     assert (trained_checkpoint.parent / "last.ckpt").is_file()
-    assert not list(trained_checkpoint.parent.glob(".*.tmp"))  # atomic saves leave no temp files
+    assert not list(trained_checkpoint.parent.glob(".*.partial"))  # atomic saves leave no temp files
 
 
 def test_checkpoint_reloads_with_no_extra_arguments(trained_checkpoint):
@@ -44,6 +44,28 @@ def test_a_checkpoint_from_before_the_source_statistics_and_crop_loss_loads_and_
     assert loaded.net.source_statistics == ("mean", "std") and loaded.hparams.source_loss == "image"
     assert torch.allclose(loaded(images)[1], old(images)[1])
     assert Predictor.from_checkpoint(path, device="cpu").net.source_statistics == ("mean", "std")
+
+
+def test_a_checkpoint_from_before_every_added_setting_loads_with_the_values_it_was_trained_with(tmp_path):
+    import lightning as L
+
+    from detective.predict.checkpoint import ADDED_HPARAMS
+    from detective.predict.predictor import Predictor
+
+    torch.manual_seed(0)
+    old = make_module(("cat", "dog"), **ADDED_HPARAMS).eval()  # the pooled last block for both heads
+    hparams = {k: v for k, v in old.hparams.items() if k not in ADDED_HPARAMS}
+    path = tmp_path / "old.ckpt"
+    torch.save(
+        {"state_dict": old.state_dict(), "hyper_parameters": hparams, "pytorch-lightning_version": L.__version__}, path
+    )
+    loaded = DetectiveModule.load_from_checkpoint(path, map_location="cpu").eval()
+    assert {k: loaded.hparams[k] for k in ADDED_HPARAMS} == ADDED_HPARAMS
+    assert DetectiveModule.load_from_checkpoint(path, source_loss="crop").hparams.source_loss == "crop"  # overrides
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    assert torch.allclose(loaded(images)[1], old(images)[1])
+    assert read_checkpoint(path).hparams["source_taps"] == []
+    assert Predictor.from_checkpoint(path, device="cpu").net.source_taps == ()
 
 
 def test_checkpoint_holds_plain_values_only(trained_checkpoint):

@@ -4,11 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from torchmetrics.functional.classification import binary_calibration_error
 
-from detective import plots
+from detective.evaluation import plots
+from detective.evaluation.metrics import expected_calibration_error
 from tests.helpers import write_image
 
 
@@ -53,8 +52,8 @@ def test_reliability_bins_give_torchmetrics_calibration_error(scores):
     target = np.concatenate([target, [0, 1, 0, 1, 1, 0]])
     bins = plots.reliability_bins(probs, target, 10)
     assert sum(b["count"] for b in bins) == len(probs) and bins[-1]["count"] == 2  # 1.0 has a bin of its own
-    expected = binary_calibration_error(torch.tensor(probs, dtype=torch.float32), torch.tensor(target), n_bins=10)
-    assert plots.expected_calibration_error(bins) == pytest.approx(float(expected), abs=1e-6)
+    gap = sum(b["count"] * abs(b["mean_probability"] - b["ai_fraction"]) for b in bins if b["count"]) / len(probs)
+    assert gap == pytest.approx(expected_calibration_error(probs, target), abs=1e-6)  # the title's ECE
 
 
 def test_image_grid_draws_every_image_and_a_grey_tile_for_an_unreadable_one(tmp_path):

@@ -1,4 +1,5 @@
-"""Pictures of a model's behaviour as PNG files: plain arrays (or image paths) in, one file out per function.
+"""Pictures of a model's behaviour as PNG files: plain arrays (or image paths) in, one file out per function, and
+`write_plots`, the pictures of one evaluation.
 
 Only this module imports matplotlib, and only evaluation (`predict.py --evaluate --plots`) and the end of
 training import this module: plain prediction never pays for it. Figures are drawn on `Figure` objects with
@@ -9,8 +10,9 @@ is needed. Each file is written whole or not at all (a temporary file renamed in
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +22,10 @@ from PIL import Image
 from torchmetrics.functional.classification import binary_precision_recall_curve, binary_roc
 
 from detective.data.images import ImageDecodeError, load_rgb
+from detective.evaluation.metrics import CALIBRATION_BINS, expected_calibration_error
+from detective.evaluation.report import Evaluation
+from detective.evaluation.text import truth_text
+from detective.files import atomic_write
 
 DPI = 100
 THUMBNAIL = 160  # pixels per side of an image in the grid
@@ -34,9 +40,8 @@ def _figure(width: float, height: float) -> Figure:
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    fig.savefig(partial, format="png")
-    os.replace(partial, path)
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png")
     return path
 
 
@@ -90,10 +95,12 @@ def source_curves_plot(
     return _save(fig, path)
 
 
-def reliability_bins(probs: Sequence[float], target: Sequence[int], n_bins: int = 10) -> list[dict[str, float]]:
+def reliability_bins(
+    probs: Sequence[float], target: Sequence[int], n_bins: int = CALIBRATION_BINS
+) -> list[dict[str, float]]:
     """Bins of the AI probability exactly as torchmetrics' calibration error makes them (`n_bins` equal-width
     [lo, hi) bins, and one more holding probability 1.0 alone), each with its count, mean probability and
-    share of AI images; their count-weighted gap is the expected calibration error (ECE)."""
+    share of AI images; their count-weighted gap is the expected calibration error (ECE, tested)."""
     p = torch.as_tensor(np.asarray(probs), dtype=torch.float32)
     t = torch.as_tensor(np.asarray(target), dtype=torch.float32)
     edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float32)
@@ -114,12 +121,9 @@ def reliability_bins(probs: Sequence[float], target: Sequence[int], n_bins: int 
     return bins
 
 
-def expected_calibration_error(bins: Sequence[dict[str, float]]) -> float:
-    total = sum(b["count"] for b in bins)
-    return sum(b["count"] * abs(b["mean_probability"] - b["ai_fraction"]) for b in bins if b["count"]) / max(total, 1)
-
-
-def reliability_plot(probs: Sequence[float], target: Sequence[int], path: str | os.PathLike, n_bins: int = 10) -> Path:
+def reliability_plot(
+    probs: Sequence[float], target: Sequence[int], path: str | os.PathLike, n_bins: int = CALIBRATION_BINS
+) -> Path:
     """Reliability diagram: per probability bin, the share of images that are AI against the mean AI
     probability given to them (on the diagonal when calibrated), with the image count per bin below."""
     bins = reliability_bins(probs, target, n_bins)
@@ -132,7 +136,7 @@ def reliability_plot(probs: Sequence[float], target: Sequence[int], path: str | 
     top.plot([b["mean_probability"] for b in shown], [b["ai_fraction"] for b in shown], "o", color="C3",
              label="at the bin's mean probability")  # fmt: skip
     top.plot([0, 1], [0, 1], ls=":", color="grey", label="perfect calibration")
-    ece = expected_calibration_error(bins)
+    ece = expected_calibration_error(probs, target, n_bins)
     top.set(ylim=(0, 1.02), ylabel="share of images that are AI", title=f"Source head reliability (ECE {ece:.3f})")
     top.legend(loc="upper left")
     bottom.bar(lefts, [b["count"] for b in shown], width=widths, align="edge", color="grey")
@@ -203,3 +207,35 @@ def sweep_plot(numbers: dict[str, list[tuple[float, float]]], score: str, path: 
         if min(values) > 0 and max(values) / min(values) >= 100:
             ax.set_xscale("log")
     return _save(fig, path)
+
+
+def write_plots(evaluation: Evaluation, folder: str | Path) -> list[Path]:
+    """The evaluation's PNGs in `folder`; a picture the folder cannot give (one source only: no ROC) is skipped
+    with a note in the report."""
+    folder, report, records = Path(folder), evaluation.report, evaluation.records
+    written, notes = [], report["notes"]
+    subject, source = report["subject"], report["source"]
+    if subject is not None:
+        confusion = folder / "subject_confusion.png"
+        written.append(confusion_matrix_plot(subject["confusion"], subject["classes"], confusion))
+    if source is not None:
+        probs, target = [r.ai_probability for r in records], [int(r.is_ai) for r in records]
+        if source["auroc"] is not None:
+            written.append(source_curves_plot(probs, target, source["threshold"], folder / "source_roc_pr.png"))
+        else:
+            notes.append("no ROC or precision-recall picture: the folder holds one source only")
+        written.append(reliability_plot(probs, target, folder / "source_reliability.png", CALIBRATION_BINS))
+    wrong = report["most_confidently_wrong"]
+    if wrong:
+        grid, title = folder / "most_confidently_wrong.png", "Most confidently wrong (truth / predicted)"
+        written.append(image_grid_plot([e["path"] for e in wrong], [_caption(e) for e in wrong], grid, title))
+    report["plots"] = [str(p) for p in written]
+    return written
+
+
+def _caption(entry: Mapping[str, Any]) -> str:
+    truth, predicted = entry["truth"], entry["predicted"]
+    said = f"{'AI' if predicted['is_ai'] else 'real'} p={predicted['ai_probability']:.2f}"
+    if "subject" in predicted:
+        said = f"{predicted['subject']} {predicted['subject_confidence']:.0%}, {said}"
+    return f"{Path(entry['path']).name[:28]}\ntruth: {truth_text(truth)}\npred: {said}"

@@ -1,4 +1,6 @@
-"""What a training run prints: each line once, no advertising, progress bars only where someone watches.
+"""What a run prints: each line once, no advertising, progress bars only where someone watches.
+
+Here, not in `train/`, because `predict.py --out` runs Lightning too and predict/ never imports train/.
 
 Under `train.py`, Hydra configures the root logger (console and the run's log file, `detective/conf/hydra/`).
 Lightning, imported before that, gives its loggers a console handler of their own, so every Lightning line would
