@@ -129,25 +129,22 @@ def peak_mb(*args: str) -> int:
 
 
 # The largest process of the default recipe on these photos: the interpreter with torch and Lightning (~0.5 GB),
-# the batch's decoded crops and one chunk of crops' activations; nothing that grows with image size or count.
-TRAIN_PEAK_MB, PREDICT_PEAK_MB = 2500, 2000
+# the batch's decoded crops and one chunk of crops' activations; nothing that grows with image size or count. (All
+# of a batch's crops at once, as before, passed 2.8 GB.)
+TRAIN_PEAK_MB = 2500
 
 
 @pytest.mark.slow
-def test_training_and_prediction_memory_stays_bounded_on_photos_of_many_sizes(tmp_path):
+def test_training_memory_stays_bounded_on_photos_of_many_sizes(tmp_path):
     photos = write_photo_folder(tmp_path / "photos", 12)
-    out = tmp_path / "run"
-    train_peak = peak_mb(
+    peak = peak_mb(
         str(REPO / "train.py"),
         f"data.root={photos}",
         "model.pretrained=false",
         "trainer.max_epochs=1",
         "test=false",
         "~callbacks.progress_bar",
-        f"paths.output_dir={out}",
+        f"paths.output_dir={tmp_path / 'run'}",
     )
-    predict_peak = peak_mb(
-        str(REPO / "predict.py"), str(photos), "--checkpoint", str(out / "checkpoints" / "best.ckpt")
-    )
-    print(f"peak MB: training {train_peak}, prediction {predict_peak}")
-    assert train_peak < TRAIN_PEAK_MB and predict_peak < PREDICT_PEAK_MB
+    print(f"peak MB: {peak}")
+    assert peak < TRAIN_PEAK_MB

@@ -35,6 +35,7 @@ from detective.predict.onnx_runtime import (
     FORMAT_VERSION,
     IMAGES,
     METADATA_KEY,
+    NOVELTY,
     SOURCE,
     SUBJECT,
     infer,
@@ -58,19 +59,23 @@ class Graph(nn.Module):
     """The net as exported: its views (`input_names`) -> subject probabilities (with a subject head) and source
     logits, one per row of the source head's view (a crop, or a downscaled image)."""
 
-    def __init__(self, net: nn.Module, views: ViewSettings) -> None:
+    def __init__(self, net: nn.Module, views: ViewSettings, novelty: bool) -> None:
+        """`novelty`: also each crop's novelty (native crops, a source head on taps)."""
         super().__init__()
         self.net = net
         self.inputs = input_names(views)
+        self.novelty = novelty
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         named = dict(zip(self.inputs, inputs, strict=True))
+        novelty = None
         if CROPS in named:
             subject = self.net.subject_logits(named[IMAGES]) if IMAGES in named else None
-            source = self.net.source_logits(named[CROPS])
+            source, novelty = self.net.judged(named[CROPS])
         else:
             subject, source = self.net.both_heads(named[IMAGES])
-        return (*([torch.softmax(subject, dim=1)] if subject is not None else []), source)
+        extra = [novelty] if self.novelty else []
+        return (*([torch.softmax(subject, dim=1)] if subject is not None else []), source, *extra)
 
 
 @dataclass(frozen=True)
@@ -100,19 +105,21 @@ def export_onnx(checkpoint: str | Path, destination: str | Path, threshold: floa
     views = ViewSettings.from_hparams(hp)
     net = info.build_net()
     # In eval mode: the exporter puts the wrapper back in the mode it found it in, and with it the net the check runs.
-    proto = onnx.load_from_string(_traced_onnx(Graph(net, views).eval(), views))
+    novelty = views.native and hp.get("novelty_limit") is not None
+    proto = onnx.load_from_string(_traced_onnx(Graph(net, views, novelty).eval(), views))
     settings = {
         "format": FORMAT_VERSION,
         **{k: _plain(hp[k]) for k in ("subjects", "threshold", "mean", "std")},
+        "novelty_limit": hp.get("novelty_limit") if novelty else None,
         **asdict(views),
         "backbone": hp.get("backbone", "mobilenet_v2"),
         "inputs": _describe_inputs(views),
-        "outputs": _describe_outputs(views),
+        "outputs": _describe_outputs(views, novelty),
     }
     onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(settings)})
     proto.producer_name = "detective"
     data = proto.SerializeToString()
-    difference = _max_difference(ort, net, views, data)
+    difference = _max_difference(ort, net, views, data, novelty)
     if not difference <= TOLERANCE:
         raise ExportError(
             f"{destination}: the exported model disagrees with the checkpoint's net (probabilities differ by up to "
@@ -131,12 +138,13 @@ def _describe_inputs(views: ViewSettings) -> str:
     return "; ".join(f"{name}: {described[name]}" for name in input_names(views))
 
 
-def _describe_outputs(views: ViewSettings) -> str:
+def _describe_outputs(views: ViewSettings, novelty: bool) -> str:
     per = "[crops] (one per crop; an image's AI probability is the sigmoid of its crops' mean)"
     if not views.native:
         per = "[batch] (an image's AI probability is its sigmoid)"
     described = {SUBJECT: "float32 [batch, subjects] (softmax)", SOURCE: f"float32 {per}"}
-    return "; ".join(f"{name}: {described[name]}" for name in output_names(views))
+    described[NOVELTY] = "float32 [crops] (each crop's novelty; an image's is its crops' mean)"
+    return "; ".join(f"{name}: {described[name]}" for name in output_names(views, novelty))
 
 
 def _traced_onnx(model: Graph, views: ViewSettings) -> bytes:
@@ -145,7 +153,9 @@ def _traced_onnx(model: Graph, views: ViewSettings) -> bytes:
     examples = tuple(torch.zeros(shapes[name], dtype=torch.uint8) for name in model.inputs)
     axes = {IMAGES: {0: "batch"}, CROPS: {0: "crops"}, SUBJECT: {0: "batch"}}
     axes[SOURCE] = axes[CROPS] if views.native else axes[IMAGES]
-    names = [*model.inputs, *output_names(views)]
+    axes[NOVELTY] = axes[CROPS]
+    outputs = output_names(views, model.novelty)
+    names = [*model.inputs, *outputs]
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the net's input-shape check: constant in the graph
@@ -158,14 +168,14 @@ def _traced_onnx(model: Graph, views: ViewSettings) -> bytes:
             buffer,
             dynamo=False,
             input_names=list(model.inputs),
-            output_names=output_names(views),
+            output_names=outputs,
             dynamic_axes={name: axes[name] for name in names},
             opset_version=OPSET,
         )
     return buffer.getvalue()
 
 
-def _max_difference(ort: ModuleType, net: nn.Module, views: ViewSettings, data: bytes) -> float:
+def _max_difference(ort: ModuleType, net: nn.Module, views: ViewSettings, data: bytes, novelty: bool) -> float:
     """Largest difference between the probabilities of onnxruntime (with `onnx_runtime`'s averaging of crops) and
     of the PyTorch net's forward, on the eval views of random images of the `CHECK_SIZES`."""
     seeded = torch.Generator().manual_seed(0)
@@ -186,7 +196,7 @@ def _max_difference(ort: ModuleType, net: nn.Module, views: ViewSettings, data: 
     tensors = dict(zip((IMAGES, CROPS), batch[:2], strict=True))
     feeds = {name: np.ascontiguousarray(tensors[name].numpy()) for name in input_names(views)}
     owner = batch[2].numpy() if views.native else np.arange(len(images))
-    subject, ai = infer(session, views, feeds, owner)
+    subject, ai, _ = infer(session, views, feeds, owner, novelty)
     got = [ai] + ([subject] if subject is not None else [])
     return max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))
 

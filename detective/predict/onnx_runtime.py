@@ -34,6 +34,7 @@ IMAGES = "images"  # input, uint8 [batch, 3, S, S], RGB: the downscaled view
 CROPS = "crops"  # input, uint8 [crops, 3, C, C], RGB: the native crops of all the batch's images, image by image
 SUBJECT = "subject_probabilities"  # output, float32 [batch, subjects] (softmax)
 SOURCE = "source_logits"  # output, float32 [crops] (native) or [batch] (resized); above 0 means AI
+NOVELTY = "crop_novelty"  # output, float32 [crops], where the checkpoint has a novelty limit (`DetectiveNet.judged`)
 VIEW_SETTINGS = tuple(f.name for f in fields(ViewSettings))
 SETTINGS = ("subjects", "threshold", *VIEW_SETTINGS)  # what prediction reads from the metadata
 
@@ -55,9 +56,10 @@ def input_names(views: ViewSettings) -> list[str]:
     return [IMAGES] * views.takes_image + [CROPS] * views.native
 
 
-def output_names(views: ViewSettings) -> list[str]:
-    """The model's outputs: the subject probabilities where there is a subject head, and the source logits."""
-    return [SUBJECT] * views.subject_head + [SOURCE]
+def output_names(views: ViewSettings, novelty: bool = False) -> list[str]:
+    """The model's outputs: the subject probabilities where there is a subject head, the source logits, and each
+    crop's novelty where the model tells unfamiliar images."""
+    return [SUBJECT] * views.subject_head + [SOURCE] + [NOVELTY] * novelty
 
 
 def collate(batch: Sequence[ArrayViews]) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -73,23 +75,30 @@ def collate(batch: Sequence[ArrayViews]) -> tuple[dict[str, np.ndarray], np.ndar
     return feeds, np.repeat(np.arange(len(batch)), [len(c) for c in crops])
 
 
-def ai_probabilities(source_logits: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """Per image: the sigmoid of the mean of its source logits, in float32, as `net.mean_by_owner` and the
-    predictor's sigmoid compute it."""
+def mean_by_owner(values: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """The mean of `values` per owner, in their dtype, as `net.mean_by_owner` computes it."""
     count = int(owner.max()) + 1
-    sums = np.zeros(count, dtype=source_logits.dtype)
-    np.add.at(sums, owner, source_logits)
-    means = sums / np.bincount(owner, minlength=count).astype(source_logits.dtype)
+    sums = np.zeros(count, dtype=values.dtype)
+    np.add.at(sums, owner, values)
+    return sums / np.bincount(owner, minlength=count).astype(values.dtype)
+
+
+def ai_probabilities(source_logits: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Per image: the sigmoid of the mean of its source logits, in float32, as the predictor computes it."""
+    means = mean_by_owner(source_logits, owner)
     with np.errstate(over="ignore"):  # a logit below -88 overflows exp in float32: its probability is then 0
         return 1 / (1 + np.exp(-means))
 
 
 def infer(
-    session: Any, views: ViewSettings, feeds: Mapping[str, np.ndarray], owner: np.ndarray
-) -> tuple[np.ndarray | None, np.ndarray]:
-    """Run the model on collated inputs: (subject probabilities [B, S] or None, AI probabilities [B])."""
-    outputs = session.run(output_names(views), dict(feeds))
-    return (outputs[0] if views.subject_head else None), ai_probabilities(outputs[-1], owner)
+    session: Any, views: ViewSettings, feeds: Mapping[str, np.ndarray], owner: np.ndarray, novelty: bool = False
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Run the model on collated inputs: (subject probabilities [B, S] or None, AI probabilities [B], novelty [B]
+    or None)."""
+    outputs = session.run(output_names(views, novelty), dict(feeds))
+    subject = outputs[0] if views.subject_head else None
+    source = outputs[views.subject_head]
+    return subject, ai_probabilities(source, owner), mean_by_owner(outputs[-1], owner) if novelty else None
 
 
 class OnnxPredictor(BatchPredictor):
@@ -99,7 +108,7 @@ class OnnxPredictor(BatchPredictor):
         self, session: Any, settings: Mapping[str, Any], threshold: float | None = None, uncertain: float = 0.0
     ) -> None:
         chosen = settings["threshold"] if threshold is None else threshold
-        super().__init__(settings["subjects"], float(chosen), uncertain)
+        super().__init__(settings["subjects"], float(chosen), uncertain, settings.get("novelty_limit"))
         self.session = session
         self.view_settings = ViewSettings(**{k: settings[k] for k in VIEW_SETTINGS})
         self.views = eval_views(self.view_settings)
@@ -137,8 +146,9 @@ class OnnxPredictor(BatchPredictor):
         return self.views(load_rgb_array(image, self.view_settings.decode_side))
 
     def score(self, loaded: Sequence[ArrayViews], top_k: int) -> list[Scores]:
-        subject, ai = infer(self.session, self.view_settings, *collate(loaded))
-        return self.ranked(subject, ai.tolist(), top_k)
+        novelty = self.novelty_limit is not None
+        subject, ai, image_novelty = infer(self.session, self.view_settings, *collate(loaded), novelty)
+        return self.ranked(subject, ai.tolist(), top_k, None if image_novelty is None else image_novelty.tolist())
 
 
 def read_settings(metadata: Mapping[str, str], path: Path) -> dict[str, Any]:

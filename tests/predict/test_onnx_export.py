@@ -14,7 +14,7 @@ from detective.commands import command
 from detective.predict import onnx_export, onnx_runtime
 from detective.predict.cli import main
 from detective.predict.onnx_export import ExportError, export_onnx
-from detective.predict.onnx_runtime import CROPS, IMAGES, METADATA_KEY, SOURCE, SUBJECT
+from detective.predict.onnx_runtime import CROPS, IMAGES, METADATA_KEY, NOVELTY, SOURCE, SUBJECT
 
 pytestmark = pytest.mark.slow  # exports a trained checkpoint
 
@@ -46,7 +46,9 @@ def test_the_file_alone_holds_the_settings_and_takes_both_views_in_any_batch(onn
         (CROPS, ["crops", 3, 48, 48]),
     ]
     assert all(i.type.tensor_type.elem_type == onnx.TensorProto.UINT8 for i in model.graph.input)
-    assert [(o.name, _dims(o)) for o in model.graph.output] == [(SUBJECT, ["batch", 3]), (SOURCE, ["crops"])]
+    outputs = [(SUBJECT, ["batch", 3]), (SOURCE, ["crops"]), (NOVELTY, ["crops"])]
+    assert [(o.name, _dims(o)) for o in model.graph.output] == outputs
+    assert settings["novelty_limit"] == pytest.approx(hp["novelty_limit"])  # the model tells unfamiliar images
     session = onnxruntime.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     for batch, crops in ((1, 1), (5, 2), (2, 9)):  # as many crops as images, fewer, more
@@ -54,8 +56,8 @@ def test_the_file_alone_holds_the_settings_and_takes_both_views_in_any_batch(onn
             IMAGES: rng.integers(0, 256, (batch, 3, 64, 64), dtype=np.uint8),
             CROPS: rng.integers(0, 256, (crops, 3, 48, 48), dtype=np.uint8),
         }
-        subjects, logits = session.run([SUBJECT, SOURCE], feeds)
-        assert subjects.shape == (batch, 3) and logits.shape == (crops,)
+        subjects, logits, novelty = session.run([SUBJECT, SOURCE, NOVELTY], feeds)
+        assert subjects.shape == (batch, 3) and logits.shape == novelty.shape == (crops,)
         assert np.allclose(subjects.sum(axis=1), 1, atol=1e-6)  # probabilities
 
 
@@ -63,7 +65,7 @@ def test_the_file_alone_holds_the_settings_and_takes_both_views_in_any_batch(onn
     ("kind", "view", "inputs", "outputs"),
     [
         ("resized", "resized", {IMAGES: ["batch", 3, 64, 64]}, {SUBJECT: ["batch", 3], SOURCE: ["batch"]}),
-        ("source-only", "native", {CROPS: ["crops", 3, 48, 48]}, {SOURCE: ["crops"]}),
+        ("source-only", "native", {CROPS: ["crops", 3, 48, 48]}, {SOURCE: ["crops"], NOVELTY: ["crops"]}),
     ],
 )
 def test_a_model_takes_only_the_views_its_heads_read(kind, view, inputs, outputs, exported):

@@ -135,9 +135,9 @@ def test_cli_gives_the_pytorch_paths_output_statuses_and_errors(responsive_check
     assert any(json.loads(line).get("uncertain") for line in out.splitlines())  # the band is applied
     for line, torch_line in zip(out.splitlines(), torch_out.splitlines(), strict=True):
         record, torch_record = json.loads(line), json.loads(torch_line)
-        if "error" not in record:  # an exported model cannot tell an unfamiliar image (yet)
-            assert record.pop("unfamiliar") is record.pop("novelty") is None
-            assert torch_record.pop("unfamiliar") is not None and torch_record.pop("novelty") > 0
+        if "error" not in record:  # the exported model tells unfamiliar images as the checkpoint does
+            assert record.pop("unfamiliar") is torch_record.pop("unfamiliar") is not None
+            assert record.pop("novelty") == pytest.approx(torch_record.pop("novelty"), rel=1e-4)
         assert _flat(record) == pytest.approx(_flat(torch_record), abs=PARITY)
 
 
