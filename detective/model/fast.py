@@ -254,15 +254,21 @@ class FastExecution:
                 self._feature_cache[keys[i]] = f
         return torch.stack([self._feature_cache[key] for key in keys])
 
+    def runs_folded(self) -> bool:
+        """Whether the backbone's blocks run folded now: not in the eager form, and BatchNorm on its running
+        statistics, i.e. learning with them frozen, or in eval mode without autograd (validation, prediction).
+        Eval mode with autograd stays eager: Grad-CAM hooks the blocks themselves."""
+        if self.frozen_form == "eager":
+            return False
+        return self.statistics_frozen or not (self.backbone.training or torch.is_grad_enabled())
+
     def _computed_features(self, x: Tensor) -> Tensor:
         x = self.normalize(x)
         if self.backbone_frozen:
             with torch.no_grad():
                 maps = self._frozen_trunk(x)(x)
-        elif self.statistics_frozen and self.frozen_form != "eager":
-            maps = self._folded_backbone(x)
         else:
-            maps = self.backbone(x)
+            maps = (self._folded_backbone if self.runs_folded() else self.backbone)(x)
         return F.adaptive_avg_pool2d(maps, 1).flatten(1)
 
     def _frozen_trunk(self, x: Tensor) -> Callable[[Tensor], Tensor]:
@@ -280,11 +286,11 @@ class FastExecution:
         return self._frozen_trunks[key]
 
     @cached_property
-    def _folded_backbone(self) -> nn.Module:
-        """The backbone with BatchNorm folded into its convolutions (`fold_batchnorm`), for learning with frozen
-        statistics. It shares the backbone's modules, so it is built once; held outside the module tree (a cached
-        attribute), so state dicts and `parameters()` never list the backbone twice."""
-        return fold_batchnorm(self.backbone)
+    def _folded_backbone(self) -> nn.Sequential:
+        """The backbone with BatchNorm folded into its convolutions (`fold_batchnorm`), block by block so that the
+        source head can read the blocks it taps. It shares the backbone's modules, so it is built once; held outside
+        the module tree (a cached attribute), so state dicts and `parameters()` never list the backbone twice."""
+        return nn.Sequential(*(fold_batchnorm(block) for block in self.backbone))
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickling (DDP spawn, deepcopy) leaves the traced trunks behind; they are rebuilt on first use."""

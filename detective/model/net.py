@@ -68,16 +68,23 @@ def _check_positive(**sizes: int) -> None:
             raise ValueError(f"{name} must be at least 1, got {value}")
 
 
+def _std(x: Tensor) -> Tensor:
+    """`x.std((2, 3))` (per channel, Bessel-corrected) as two passes of sums: `Tensor.std` reduces channels-last
+    maps several times slower, and these statistics run on every tapped block of every crop."""
+    centred = x - x.mean((2, 3), keepdim=True)
+    return (centred.square().sum((2, 3)) / (x.shape[2] * x.shape[3] - 1)).sqrt()
+
+
 def _detail(x: Tensor) -> Tensor:
     """Per-channel standard deviation of what a 3x3 local mean leaves out: the maps' finest texture, where
     generators' upsampling and denoising traces sit; mean and standard deviation mostly miss it."""
-    return (x - F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)).std((2, 3))
+    return _std(x - F.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
 
 
 # What the source head may read of each tapped block's maps [N, C, H, W] -> [N, C].
 TAP_STATISTICS: dict[str, Callable[[Tensor], Tensor]] = {
     "mean": lambda x: x.mean((2, 3)),
-    "std": lambda x: x.std((2, 3)),
+    "std": _std,
     "detail": _detail,
 }
 
@@ -267,8 +274,8 @@ class DetectiveNet(FastExecution, nn.Module):
 
     def tap_statistics(self, x: Tensor) -> Tensor:
         """`source_statistics` of each tapped block's maps, per channel [N, tap_dim]; runs the backbone only
-        up to the deepest tap, in its plain (eager) form, without autograd while it is frozen (and then, with
-        `cache_features`, once per image or crop)."""
+        up to the deepest tap, folded where BatchNorm keeps its running statistics (`runs_folded`), without
+        autograd while it is frozen (and then, with `cache_features`, once per image or crop)."""
         return self.remembered(x, self._computed_tap_statistics, "taps")
 
     def _computed_tap_statistics(self, x: Tensor) -> Tensor:
@@ -277,7 +284,8 @@ class DetectiveNet(FastExecution, nn.Module):
         x = self.normalize(x)
         statistics = []
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
-            for index, block in enumerate(self.backbone[: self.source_taps[-1] + 1]):
+            blocks = self._folded_backbone if self.runs_folded() else self.backbone
+            for index, block in enumerate(blocks[: self.source_taps[-1] + 1]):
                 x = block(x)
                 if index in self.source_taps:
                     statistics += [TAP_STATISTICS[name](x) for name in self.source_statistics]
