@@ -65,9 +65,29 @@ def grid_shape(width: int, height: int, crop: int, max_crops: int) -> tuple[int,
 
 
 def crop_grid(width: int, height: int, crop: int, max_crops: int) -> list[tuple[int, int]]:
-    """(left, top) of every crop of the evaluation grid, row by row."""
+    """(left, top) of every crop of the evaluation grid, coarse to fine (`spread_order`)."""
     cols, rows = grid_shape(width, height, crop, max_crops)
-    return [(left, top) for top in _positions(height, crop, rows) for left in _positions(width, crop, cols)]
+    cells = [(left, top) for top in _positions(height, crop, rows) for left in _positions(width, crop, cols)]
+    return [cells[i] for i in spread_order(cols, rows)]
+
+
+def spread_order(cols: int, rows: int) -> list[int]:
+    """The cells of a `cols` x `rows` grid (row by row) in an order whose every beginning is spread over the whole
+    grid: the centre first, then each time the cell farthest from those already taken (ties: the first). So an
+    image's first few crops see all of it (`detective.predict.settling`)."""
+    cells = [(c, r) for r in range(rows) for c in range(cols)]
+    centre = ((cols - 1) / 2, (rows - 1) / 2)
+    order = [min(range(len(cells)), key=lambda i: _squared_distance(cells[i], centre))]
+    nearest = [_squared_distance(cell, cells[order[0]]) for cell in cells]  # to the cells taken so far
+    while len(order) < len(cells):
+        taken = max((i for i in range(len(cells)) if i not in order), key=lambda i: (nearest[i], -i))
+        order.append(taken)
+        nearest = [min(d, _squared_distance(cell, cells[taken])) for d, cell in zip(nearest, cells, strict=True)]
+    return order
+
+
+def _squared_distance(a: tuple[float, float], b: tuple[float, float]) -> float:
+    return (a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ ADDED_HPARAMS: dict[str, Any] = {
     "source_loss": "image",
     "freeze_batchnorm": False,
     "cache_features": False,
+    "settle_crops": 0,  # every crop judged (`settling`)
+    "settle_margin": 0.0,
 }
 
 

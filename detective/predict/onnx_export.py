@@ -111,6 +111,7 @@ def export_onnx(checkpoint: str | Path, destination: str | Path, threshold: floa
         "format": FORMAT_VERSION,
         **{k: _plain(hp[k]) for k in ("subjects", "threshold", "mean", "std")},
         "novelty_limit": hp.get("novelty_limit") if novelty else None,
+        **{k: hp.get(k) for k in ("settle_crops", "settle_margin")},
         **asdict(views),
         "backbone": hp.get("backbone", "mobilenet_v2"),
         "inputs": _describe_inputs(views),

@@ -4,8 +4,8 @@ The file holds the whole net (normalisation, trunk, both heads: `onnx_export`) a
 settings the checkpoint had, so it is all `predict.py` needs. Images become the views the checkpoint's settings
 call for (the downscaled image, native crops, or both) through `transforms_np`, the numpy twins of the eval views,
 which give the very pixels the PyTorch path gives. The model scores each crop; each image's AI probability is the
-sigmoid of the mean of its crops' source logits, taken here as `DetectiveNet.forward` takes it (`mean_by_owner`),
-so the predictions equal the PyTorch path's to float rounding. onnxruntime is imported only when a model is
+sigmoid of the mean of its crops' source logits, settled early as `Predictor` settles it (`settling`), so the
+predictions equal the PyTorch path's to float rounding. onnxruntime is imported only when a model is
 opened, so a missing install is one clear error naming the extra that brings it.
 """
 
@@ -26,6 +26,7 @@ from detective.data.images import load_rgb_array
 from detective.data.transforms_np import ArrayViews, eval_views
 from detective.predict.batching import BatchPredictor, ImageInput, Scores
 from detective.predict.discover import CheckpointError
+from detective.predict.settling import EVERY_CROP, Settling
 
 EXTRA = "pip install 'detective[onnx]'"
 METADATA_KEY = "detective"  # the settings' JSON in the model's metadata_props
@@ -75,30 +76,30 @@ def collate(batch: Sequence[ArrayViews]) -> tuple[dict[str, np.ndarray], np.ndar
     return feeds, np.repeat(np.arange(len(batch)), [len(c) for c in crops])
 
 
-def mean_by_owner(values: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """The mean of `values` per owner, in their dtype, as `net.mean_by_owner` computes it."""
-    count = int(owner.max()) + 1
-    sums = np.zeros(count, dtype=values.dtype)
-    np.add.at(sums, owner, values)
-    return sums / np.bincount(owner, minlength=count).astype(values.dtype)
-
-
-def ai_probabilities(source_logits: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """Per image: the sigmoid of the mean of its source logits, in float32, as the predictor computes it."""
-    means = mean_by_owner(source_logits, owner)
+def ai_probabilities(image_logits: np.ndarray) -> np.ndarray:
+    """The sigmoid of each image's source logit, in float32, as the predictor computes it."""
     with np.errstate(over="ignore"):  # a logit below -88 overflows exp in float32: its probability is then 0
-        return 1 / (1 + np.exp(-means))
+        return 1 / (1 + np.exp(-image_logits))
 
 
 def infer(
-    session: Any, views: ViewSettings, feeds: Mapping[str, np.ndarray], owner: np.ndarray, novelty: bool = False
+    session: Any,
+    views: ViewSettings,
+    feeds: Mapping[str, np.ndarray],
+    owner: np.ndarray,
+    novelty: bool = False,
+    settling: Settling = EVERY_CROP,
+    threshold: float = 0.5,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Run the model on collated inputs: (subject probabilities [B, S] or None, AI probabilities [B], novelty [B]
-    or None)."""
+    or None). Every crop is judged; each image's answer follows `settling` (off by default: the mean of all its
+    crops), as `Predictor` gives it."""
     outputs = session.run(output_names(views, novelty), dict(feeds))
     subject = outputs[0] if views.subject_head else None
-    source = outputs[views.subject_head]
-    return subject, ai_probabilities(source, owner), mean_by_owner(outputs[-1], owner) if novelty else None
+    logits, image_novelty = settling.answer(
+        outputs[views.subject_head], owner, threshold, outputs[-1] if novelty else None
+    )
+    return subject, ai_probabilities(logits), image_novelty
 
 
 class OnnxPredictor(BatchPredictor):
@@ -111,6 +112,7 @@ class OnnxPredictor(BatchPredictor):
         super().__init__(settings["subjects"], float(chosen), uncertain, settings.get("novelty_limit"))
         self.session = session
         self.view_settings = ViewSettings(**{k: settings[k] for k in VIEW_SETTINGS})
+        self.settling = Settling.from_hparams(settings)
         self.views = eval_views(self.view_settings)
 
     @classmethod
@@ -147,7 +149,10 @@ class OnnxPredictor(BatchPredictor):
 
     def score(self, loaded: Sequence[ArrayViews], top_k: int) -> list[Scores]:
         novelty = self.novelty_limit is not None
-        subject, ai, image_novelty = infer(self.session, self.view_settings, *collate(loaded), novelty)
+        feeds, owner = collate(loaded)
+        subject, ai, image_novelty = infer(
+            self.session, self.view_settings, feeds, owner, novelty, self.settling, self.threshold
+        )
         return self.ranked(subject, ai.tolist(), top_k, None if image_novelty is None else image_novelty.tolist())
 
 

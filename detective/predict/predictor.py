@@ -12,16 +12,18 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from detective.data.dataset import collate_views
 from detective.data.geometry import ViewSettings
 from detective.data.transforms import load_image
 from detective.data.views import Views, eval_views
-from detective.model.net import DetectiveNet, mean_by_owner
+from detective.model.net import DetectiveNet
 from detective.predict.batching import BatchPredictor, ImageInput, Scores, check_threshold, default_workers
 from detective.predict.checkpoint import read_checkpoint
 from detective.predict.results import Failure, Prediction, Result
+from detective.predict.settling import EVERY_CROP, Settling
 
 # Results, input types and the batching helpers live in torch-free modules shared with the ONNX predictor; still
 # importable from here.
@@ -68,9 +70,12 @@ class Predictor(BatchPredictor):
         channels_last: bool = True,
         uncertain: float = 0.0,
         novelty_limit: float | None = None,
+        settling: Settling = EVERY_CROP,
     ) -> None:
-        """`uncertain`, `novelty_limit`: as `BatchPredictor` takes them."""
+        """`uncertain`, `novelty_limit`: as `BatchPredictor` takes them; `settling`: when an image's first crops
+        answer for it (off by default: every crop)."""
         super().__init__(subjects, threshold, uncertain, novelty_limit)
+        self.settling = settling
         self.device = pick_device(device)
         if isinstance(net, DetectiveNet):  # the layout training used by default: ~1.7x faster on CPU
             net.set_speed(channels_last=channels_last)
@@ -100,6 +105,7 @@ class Predictor(BatchPredictor):
             device,
             uncertain=uncertain,
             novelty_limit=info.hparams.get("novelty_limit"),
+            settling=Settling.from_hparams(info.hparams),
         )
 
     def load(self, image: ImageInput) -> TensorViews:
@@ -121,10 +127,34 @@ class Predictor(BatchPredictor):
         novelty = None
         if crops is None:
             subject_logits, source_logits = self.net(images)
+            ai = torch.sigmoid(source_logits.float()).cpu().tolist()
         else:
-            subject_logits, per_crop, crop_novelty = self.net.crop_heads(images, crops)
-            source_logits = mean_by_owner(per_crop, owner)
-            novelty = None if crop_novelty is None else mean_by_owner(crop_novelty, owner).cpu().tolist()
-        ai = torch.sigmoid(source_logits.float()).cpu().tolist()
+            subject_logits = self.net.subject_logits(images) if images is not None else None
+            logits, image_novelty = self.judged_by_image(crops, owner.cpu().numpy())
+            ai = torch.sigmoid(torch.from_numpy(logits)).tolist()
+            novelty = None if image_novelty is None else image_novelty.tolist()
         probs = None if subject_logits is None else torch.softmax(subject_logits.float(), dim=1).cpu().numpy()
         return self.ranked(probs, ai, top_k, novelty)
+
+    def judged_by_image(self, crops: torch.Tensor, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each image's source logit and novelty (or None) from its crops, as `Settling.answer` gives them, judging
+        the first crops of every image and then the rest of the unsettled images only."""
+        logits = np.full(len(owner), np.nan, dtype=np.float32)  # the crops a settled image skips stay unjudged
+        novelty = logits.copy()
+
+        def judge(chosen: np.ndarray) -> bool:
+            """Judge the chosen crops; whether the net gives novelty."""
+            crop_logits, crop_novelty = self.net.judged(crops[torch.from_numpy(chosen).to(crops.device)])
+            logits[chosen] = crop_logits.float().cpu().numpy()
+            if crop_novelty is not None:
+                novelty[chosen] = crop_novelty.float().cpu().numpy()
+            return crop_novelty is not None
+
+        first = self.settling.first_crops(owner)
+        has_novelty = judge(first)
+        settled = self.settling.settled(logits[first], owner[first], np.bincount(owner), self.threshold)
+        rest = ~first & ~settled[owner]
+        if rest.any():
+            judge(rest)
+        image_novelty = self.settling.image_means(novelty, owner, settled) if has_novelty else None
+        return self.settling.image_means(logits, owner, settled), image_novelty

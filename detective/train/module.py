@@ -24,6 +24,7 @@ from detective.data.dataset import Batch
 from detective.evaluation.metrics import best_balanced_threshold
 from detective.model.net import DetectiveNet, freeze_backbone, mean_by_owner, unfreeze_backbone
 from detective.predict.checkpoint import ADDED_HPARAMS, read_checkpoint
+from detective.predict.settling import Settling
 from detective.train.metrics import Collected, GroupAccuracy, source_metrics, subject_metrics
 
 STAGES = ("train", "val", "test")
@@ -70,6 +71,8 @@ class DetectiveModule(L.LightningModule):
         source_statistics: Sequence[str],
         source_loss: str,
         cache_features: bool,
+        settle_crops: int,
+        settle_margin: float,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         source_pos_weight: float | None = None,
@@ -86,12 +89,15 @@ class DetectiveModule(L.LightningModule):
         it in as they were trained.
 
         `source_loss`: "image" scores each image's source logit (the mean of its crops'); "crop" scores every crop's
-        logit against its image's label, so each crop must show the traces on its own (README "Detection")."""
+        logit against its image's label, so each crop must show the traces on its own (README "Detection").
+        `settle_crops`, `settle_margin`: when prediction answers for an image from its first crops (`Settling`); the
+        test metrics follow the same rule, validation (which calibrates the threshold) reads every crop."""
         super().__init__()
         if source_loss not in SOURCE_LOSSES:
             raise ValueError(f"source_loss must be one of {', '.join(SOURCE_LOSSES)}, got {source_loss!r}")
         self.save_hyperparameters()
         self.subjects = list(subjects) if len(subjects) >= 2 else []
+        self.settling = Settling(settle_crops, settle_margin)
         self.net = DetectiveNet(
             len(self.subjects),
             backbone=backbone,
@@ -154,26 +160,39 @@ class DetectiveModule(L.LightningModule):
             losses["loss"] = losses["loss"] + self.hparams.subject_weight * ce
         return losses
 
-    def scored(self, batch: Batch) -> Scored:
+    def scored(self, batch: Batch, settle: bool = False) -> Scored:
         """A batch's logits, novelty and losses; with `source_loss: crop` the source loss scores every crop's logit
-        against its image's label."""
+        against its image's label. `settle`: each image's answer as prediction gives it (`settled`)."""
         if batch.crops is None:
             subject_logits, source_logits = self(batch.images)
             losses = self.loss(subject_logits, source_logits, batch.subjects, batch.sources)
             return Scored(subject_logits, source_logits, None, losses)
         subject_logits, per_crop, novelty = self.net.crop_heads(batch.images, batch.crops)
-        source_logits = mean_by_owner(per_crop, batch.owner)
+        if settle:
+            source_logits, novelty = self.settled(per_crop, novelty, batch.owner)
+        else:
+            source_logits = mean_by_owner(per_crop, batch.owner)
+            novelty = None if novelty is None else mean_by_owner(novelty, batch.owner)
         if self.hparams.source_loss == "crop":
             losses = self.loss(subject_logits, per_crop, batch.subjects, batch.sources[batch.owner])
         else:
             losses = self.loss(subject_logits, source_logits, batch.subjects, batch.sources)
-        novelty = None if novelty is None else mean_by_owner(novelty, batch.owner)
         return Scored(subject_logits, source_logits, novelty, losses)
+
+    def settled(self, per_crop: Tensor, novelty: Tensor | None, owner: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Each image's source logit and novelty (or None) from all its crops' under `settling` and the calibrated
+        threshold: what `Predictor` answers, which judges only the crops the rule reads."""
+        as_array = lambda t: t.detach().float().cpu().numpy()  # noqa: E731
+        logits, image_novelty = self.settling.answer(
+            as_array(per_crop), owner.cpu().numpy(), self.threshold, None if novelty is None else as_array(novelty)
+        )
+        as_tensor = lambda a: torch.from_numpy(a).to(per_crop.device)  # noqa: E731
+        return as_tensor(logits), None if image_novelty is None else as_tensor(image_novelty)
 
     def _step(self, batch: Batch | None, stage: str) -> Tensor | None:
         if batch is None:  # every image of the batch failed to decode (already reported)
             return None
-        subject_logits, source_logits, novelty, losses = self.scored(batch)
+        subject_logits, source_logits, novelty, losses = self.scored(batch, settle=stage == "test")
         probs = torch.sigmoid(source_logits.detach().float())
         decisions = (probs >= self.threshold).long()
         metrics = [getattr(self, f"{stage}_source_metrics")]

@@ -17,7 +17,7 @@ def test_center_box_is_centered_rounding_down():
 
 
 def test_the_crop_grid_covers_the_image_within_the_cap_and_stays_inside_it():
-    assert crop_grid(64, 48, 32, 16) == [(0, 0), (32, 0), (0, 16), (32, 16)]  # 2 x 2, overlapping rows
+    assert crop_grid(64, 48, 32, 16) == [(0, 0), (32, 16), (32, 0), (0, 16)]  # 2 x 2, overlapping rows; diagonal first
     assert crop_grid(32, 32, 32, 16) == [(0, 0)]
     assert crop_grid(7, 5, 32, 16) == [(0, 0)]  # smaller than the crop: one, padded by the views
     assert grid_shape(640, 480, 48, 8) == (3, 2) and grid_shape(301, 900, 48, 8) == (2, 4)  # the aspect ratio

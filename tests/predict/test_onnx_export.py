@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from detective.commands import command
-from detective.predict import onnx_export, onnx_runtime
+from detective.predict import onnx_export
 from detective.predict.cli import main
 from detective.predict.onnx_export import ExportError, export_onnx
 from detective.predict.onnx_runtime import CROPS, IMAGES, METADATA_KEY, NOVELTY, SOURCE, SUBJECT
+from detective.predict.settling import Settling
 
 pytestmark = pytest.mark.slow  # exports a trained checkpoint
 
@@ -120,12 +121,12 @@ def test_a_copy_that_disagrees_with_the_net_is_refused_and_not_written(responsiv
 
 def test_the_check_judges_images_through_their_crops(responsive_checkpoint, tmp_path, monkeypatch):
     """An ONNX side that scored each image by its first crop alone, not the mean of its crops, is caught."""
-    mean = onnx_runtime.ai_probabilities
 
-    def first_crop(logits, owner):
-        return mean(logits[np.unique(owner, return_index=True)[1]], np.arange(int(owner.max()) + 1))
+    def first_crop(self, logits, owner, threshold, novelty=None):
+        firsts = np.unique(owner, return_index=True)[1]
+        return logits[firsts], None if novelty is None else novelty[firsts]
 
-    monkeypatch.setattr(onnx_runtime, "ai_probabilities", first_crop)
+    monkeypatch.setattr(Settling, "answer", first_crop)
     with pytest.raises(ExportError, match="disagrees with the checkpoint's net"):
         export_onnx(responsive_checkpoint, tmp_path / "model.onnx")
     assert list(tmp_path.iterdir()) == []

@@ -171,17 +171,25 @@ def test_last_checkpoint_is_the_last_epoch_and_resuming_continues_after_it(tiny_
 @pytest.mark.slow
 def test_reported_test_metrics_are_what_predict_gives_with_the_best_checkpoint(tiny_tree, tmp_path):
     from detective.predict.predictor import Predictor
+    from detective.predict.settling import EVERY_CROP
 
     out = tmp_path / "run"
-    # callbacks=best: the best epoch is not the last, so its own threshold must come back with its weights
-    train(compose_config(train_overrides(tiny_tree, out, "trainer.max_epochs=4", "seed=3", "callbacks=best")))
+    # callbacks=best: the best epoch is not the last, so its own threshold must come back with its weights. Four
+    # 32 px crops per image, each answered from its first crop (settle_margin=0): the test step settles as
+    # prediction does.
+    settle = ["data.source_crop=32", "model.settle_crops=1", "model.settle_margin=0"]
+    train(compose_config(train_overrides(tiny_tree, out, "trainer.max_epochs=4", "seed=3", "callbacks=best", *settle)))
     rows = [r for r in csv.DictReader((out / "logs" / "metrics.csv").open()) if r.get("test/source_acc")]
     reported = {k: float(rows[-1][k]) for k in ("test/source_acc", "test/subject_acc", "test/unfamiliar")}
     data = [o for o in train_overrides(tiny_tree, out) if o.startswith("data.") and not o.startswith("data.root")]
     datamodule = make_datamodule(tiny_tree, *data, "seed=3")  # the run's split: data.seed follows the seed
     datamodule.setup()
     test = datamodule.splits["test"]
-    results = Predictor.from_checkpoint(out / "checkpoints" / "best.ckpt", device="cpu").predict([s.path for s in test])
+    best = out / "checkpoints" / "best.ckpt"
+    results = Predictor.from_checkpoint(best, device="cpu").predict([s.path for s in test])
+    every_crop = Predictor.from_checkpoint(best, device="cpu")
+    every_crop.settling = EVERY_CROP
+    assert [r.ai_probability for r in results] != [r.ai_probability for r in every_crop.predict([s.path for s in test])]
     source_acc = sum(r.is_ai == s.is_ai for r, s in zip(results, test, strict=True)) / len(test)
     subject_acc = sum(r.subject == s.subject for r, s in zip(results, test, strict=True)) / len(test)
     unfamiliar = sum(r.unfamiliar for r in results) / len(test)  # over the best epoch's novelty limit
