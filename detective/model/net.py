@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from detective.constants import IMAGENET_MEAN, IMAGENET_STD
-from detective.model.fast import FastExecution
+from detective.model.execution import FastExecution
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class DetectiveNet(FastExecution, nn.Module):
     its deepest tap.
 
     What the network is lives here; how its backbone runs (memory layout, traced or folded forms, remembered
-    features) comes from `detective.model.fast.FastExecution`.
+    features) comes from `detective.model.execution.FastExecution`.
 
     `forward` takes images [B, 3, H, W], uint8 in [0, 255] or float in [0, 1]; the model scales and normalises
     them with `mean`/`std`. A source logit above 0 means "AI-generated".

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from detective.model.fast import FROZEN_FORMS, GuardedTrace, check_frozen_form, fold_batchnorm, trace_frozen
+from detective.model.execution import FROZEN_FORMS, GuardedTrace, check_frozen_form, fold_batchnorm, trace_frozen
 from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone
 from tests.helpers import ids
 
