@@ -1,26 +1,24 @@
-"""Faster forms of the model for the parts that do not learn: memory layout, BatchNorm's frozen statistics folded
-into the convolutions, and an opt-in traced, oneDNN-fused backbone guarded by a fallback.
+"""How `DetectiveNet`'s backbone runs, apart from what the network is: the memory layout of weights and inputs,
+the form a frozen backbone runs in (folded, traced or eager), BatchNorm's frozen statistics folded into the
+convolutions while the backbone learns, and a frozen backbone's features cached per image.
 
-A frozen backbone runs folded by default: plain PyTorch operators, so it runs on any CPU. The traced form ("jit")
-is faster where oneDNN Graph works, but oneDNN builds its fused kernels at the first calls of each input shape, and
-on some CPUs that fails for small maps; so it is checked against the folded form when built and any error at a
-later call falls back to the folded form for the rest of the run (README "Speed" has the figures). `FastExecution`
-holds this execution state for `DetectiveNet`, so that net.py says only what the network is.
+A frozen backbone runs folded by default: plain PyTorch operators, so it runs on any CPU; the traced form
+(`tracing`) is opt-in.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
 import torch
-from torch import Tensor, fx, nn
+from torch import Tensor, nn
 from torch.nn import functional as F
+
+from detective.model.folding import fold_batchnorm
+from detective.model.tracing import trace_frozen
 
 # model.frozen_backbone: how a frozen backbone runs. folded: BatchNorm folded into the convolutions; jit: traced and
 # oneDNN-fused, checked and falling back to folded; eager: the module as it is.
@@ -36,159 +34,6 @@ def check_frozen_form(form: str) -> str:
 def memory_format(channels_last: bool) -> torch.memory_format:
     """channels_last (NHWC) suits oneDNN's depthwise convolutions on CPU and tensor cores on GPU."""
     return torch.channels_last if channels_last else torch.contiguous_format
-
-
-@contextmanager
-def onednn_fusion(enabled: bool) -> Iterator[None]:
-    """oneDNN Graph fusion for the block only: the switch is process-wide, and other code must not inherit it."""
-    before = torch.jit.onednn_fusion_enabled()
-    torch.jit.enable_onednn_fusion(enabled)
-    try:
-        yield
-    finally:
-        torch.jit.enable_onednn_fusion(before)
-
-
-def trace_frozen(trunk: nn.Module, example: Tensor, dtype: torch.dtype | None = None) -> Callable[[Tensor], Tensor]:
-    """An inference-only form of `trunk` (which must be in eval mode and not learn): traced, frozen (weights as
-    constants, BatchNorm folded) and, on CPU, fused by oneDNN Graph, behind `GuardedTrace`; where tracing fails, the
-    folded form. Its outputs equal the module's to float rounding; it does not follow later weight changes, so
-    rebuild it after the trunk trains again.
-
-    With a `dtype` other than the example's (bf16 under mixed precision), the form holds its weights in that dtype
-    and casts its input to it: autocast would otherwise convert every weight on every call, and could not fuse."""
-    if trunk.training:
-        raise ValueError("trace_frozen needs the trunk in eval mode (BatchNorm with running statistics)")
-    dtype = dtype or example.dtype
-    if dtype != example.dtype:
-        trunk, example = copy.deepcopy(trunk).to(dtype), example.to(dtype)
-    fallback = _casting_input(fold_batchnorm(trunk), dtype)
-    fuse = example.device.type == "cpu"
-    try:
-        with (
-            warnings.catch_warnings(),
-            torch.no_grad(),
-            torch.autocast(example.device.type, enabled=False),
-            onednn_fusion(fuse),
-        ):
-            warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice: a known choice here
-            traced = torch.jit.freeze(torch.jit.trace(trunk, example, check_trace=False))
-    except (AttributeError, RuntimeError) as err:  # a torch without TorchScript, or a trunk it cannot trace
-        warnings.warn(f"frozen backbone runs folded: TorchScript tracing failed ({err})", stacklevel=2)
-        return fallback
-    guarded = GuardedTrace(_casting_input(traced, dtype), fallback, fuse)
-    return guarded if guarded.agrees_on(example) else fallback
-
-
-class GuardedTrace:
-    """A traced form that can never crash a run: any error it raises at a call (oneDNN builds fused kernels per
-    input shape at the first calls, and on some CPUs cannot for small maps) switches it, with one warning, to the
-    fallback for the rest of the run; that call's answer comes from the fallback."""
-
-    CHECK_CALLS = 3  # the profiling executor optimises and fuses on the second call of a shape: check past it
-
-    def __init__(self, traced: Callable[[Tensor], Tensor], fallback: Callable[[Tensor], Tensor], fuse: bool) -> None:
-        self.traced, self.fallback, self.fuse = traced, fallback, fuse
-        self.failed = False
-
-    def __call__(self, x: Tensor) -> Tensor:
-        if not self.failed:
-            try:
-                with onednn_fusion(self.fuse):
-                    return self.traced(x)
-            except RuntimeError as err:
-                self._fail(f"failed at a call ({_first_line(err)})")
-        return self.fallback(x)
-
-    def agrees_on(self, example: Tensor) -> bool:
-        """Whether the traced form gives the fallback's answer on `example` and on odd batch sizes of it, over
-        several calls; if not, it has failed (with one warning)."""
-        batches = {len(example), 1, max(len(example) - 1, 1)}
-        for size in sorted(batches, reverse=True):
-            x = example[:size]
-            with torch.no_grad():
-                want = self.fallback(x).float()
-            for _ in range(self.CHECK_CALLS):
-                with torch.no_grad():
-                    got = self(x)
-                if self.failed:
-                    return False
-                if not torch.allclose(got.float(), want, rtol=0.05, atol=0.05 * float(want.abs().max())):
-                    self._fail("disagreed with the folded form on a check")
-                    return False
-        return True
-
-    def _fail(self, why: str) -> None:
-        self.failed = True
-        warnings.warn(f"frozen backbone runs folded for the rest of the run: its traced form {why}", stacklevel=3)
-
-
-def _first_line(err: Exception) -> str:
-    lines = [line for line in str(err).splitlines() if line.strip()]
-    return lines[-1].strip() if lines else type(err).__name__
-
-
-def _casting_input(fn: Callable[[Tensor], Tensor], dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
-    """`fn` fed `dtype`, with autocast off: the weights are already in the precision it would choose."""
-
-    def run(x: Tensor) -> Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return fn(x.to(dtype))
-
-    return run
-
-
-def fold_batchnorm(trunk: nn.Module) -> nn.Module:
-    """A form of `trunk` for learning with BatchNorm's running statistics kept (BatchNorm in eval mode): each
-    convolution + BatchNorm pair runs as one convolution whose weights and bias are folded from the live
-    parameters on every call, so gradients still reach both layers' weights and the result equals the eager
-    trunk's in eval mode, to float rounding. It spares BatchNorm's own pass over every activation, forward and
-    backward, and autograd's record of it (see README "Speed").
-
-    The form shares the trunk's modules and holds no parameters of its own: it never goes stale, and state dicts
-    and optimisers see only the trunk."""
-    graph_module = fx.symbolic_trace(trunk)
-    modules = dict(graph_module.named_modules())
-    for node in list(graph_module.graph.nodes):
-        conv = node.args[0] if node.op == "call_module" and node.args else None
-        if not (
-            isinstance(modules.get(node.target), nn.BatchNorm2d)
-            and isinstance(conv, fx.Node)
-            and conv.op == "call_module"
-            and isinstance(modules.get(conv.target), nn.Conv2d)
-            and modules[conv.target].padding_mode == "zeros"
-            and len(conv.users) == 1
-        ):
-            continue
-        name = f"{conv.target}_with_{node.target}".replace(".", "_")
-        graph_module.add_submodule(name, _ConvBatchNorm(modules[conv.target], modules[node.target]))
-        with graph_module.graph.inserting_after(node):
-            folded = graph_module.graph.call_module(name, conv.args)
-        node.replace_all_uses_with(folded)
-        graph_module.graph.erase_node(node)
-        graph_module.graph.erase_node(conv)
-    graph_module.recompile()
-    return graph_module
-
-
-class _ConvBatchNorm(nn.Module):
-    """conv then BatchNorm (running statistics) as one convolution: w * s, beta + (b - mean) * s with
-    s = gamma / sqrt(var + eps)."""
-
-    def __init__(self, conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
-        super().__init__()
-        self.conv, self.norm = conv, norm
-
-    def forward(self, x: Tensor) -> Tensor:
-        conv, norm = self.conv, self.norm
-        scale = torch.rsqrt(norm.running_var + norm.eps)
-        if norm.weight is not None:
-            scale = scale * norm.weight
-        bias = -norm.running_mean * scale if conv.bias is None else (conv.bias - norm.running_mean) * scale
-        if norm.bias is not None:
-            bias = bias + norm.bias
-        weight = conv.weight * scale.view(-1, 1, 1, 1)
-        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 class FastExecution:

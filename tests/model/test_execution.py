@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from detective.model.execution import FROZEN_FORMS, GuardedTrace, check_frozen_form, fold_batchnorm, trace_frozen
+from detective.model.execution import FROZEN_FORMS, check_frozen_form
+from detective.model.folding import fold_batchnorm
 from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone
+from detective.model.tracing import GuardedTrace, trace_frozen
 from tests.helpers import ids
 
 
