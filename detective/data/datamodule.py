@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from detective.data.audit import AuditReport, DataError, audit_roots, format_report
+from detective.data.audit import AuditReport, DataError, audit_roots, format_audit
 from detective.data.augment import AugmentConfig, source_train_transform, train_transform
 from detective.data.cache import DecodedCache, default_cache_dir
 from detective.data.dataset import ImageDataset, collate_skip_failed
@@ -121,7 +121,7 @@ class DetectiveDataModule(L.LightningDataModule):
         self.splits = merge_splits(splits)
         self.report = audit_roots(self.scans, splits, self.rule)
         if self.trainer is None or self.trainer.is_global_zero:
-            log.info(format_report(self.report))
+            log.info(format_audit(self.report))
         self.report.raise_on_error()
         self.subjects = self.report.subjects if self.report.subject_head else []
 
