@@ -82,7 +82,7 @@ class DetectiveDataModule(L.LightningDataModule):
     @property
     def deterministic(self) -> bool:
         """True when every epoch shows each training image the same pixels, or their mirror image, in every view
-        training takes (then a frozen backbone's features can be remembered, at most two per view): no blur, JPEG
+        training takes (then a frozen backbone's features can be cached, at most two per view): no blur, JPEG
         or rescaling, a centre crop for the downscaled view (unless set-up found no subjects and the source head
         reads crops, so there is no such view), and native crops (if any) on the judging grid."""
         a = self.augment

@@ -40,7 +40,7 @@ class FastExecution:
     """How a net's backbone runs, apart from what the net is (mixed into `DetectiveNet`, which provides
     `backbone`, `normalize`, `backbone_frozen` and `statistics_frozen`): the memory layout of weights and inputs,
     the folded or traced form of a frozen backbone, BatchNorm's frozen statistics folded into the convolutions, and the
-    features a frozen backbone remembers per image. None of it is saved: traces and features are rebuilt on use."""
+    features a frozen backbone caches per image. None of it is saved: traces and features are rebuilt on use."""
 
     backbone: nn.Module
     backbone_frozen: bool
@@ -65,7 +65,7 @@ class FastExecution:
         """How the net runs, not what it computes: the memory layout of weights and inputs, the form a frozen
         backbone, or frozen BatchNorm statistics, run in ("folded" folds BatchNorm into the convolutions for both;
         "jit" traces a frozen backbone instead), `torch.compile` on the backbone, and whether a frozen
-        backbone's features are remembered per image (worth it when the same images come back every epoch, i.e.
+        backbone's features are cached per image (worth it when the same images come back every epoch, i.e.
         without random augmentation; ~5 KB per image). Outputs agree with the plain net to float rounding."""
         check_frozen_form(frozen_backbone)
         # A compiled backbone serves the frozen phases too (TorchScript cannot trace a compiled module).
@@ -85,10 +85,10 @@ class FastExecution:
     def features(self, x: Tensor) -> Tensor:
         """Pooled backbone features [B, feature_dim]; a frozen backbone runs without autograd, in its fast form,
         and with `cache_features` only for images it has not seen yet."""
-        return self.remembered(x, self._computed_features, "pooled")
+        return self.cached(x, self._computed_features, "pooled")
 
-    def remembered(self, x: Tensor, compute: Callable[[Tensor], Tensor], kind: str) -> Tensor:
-        """`compute(x)`, from what a frozen backbone with `cache_features` remembers of each image (by its pixels)
+    def cached(self, x: Tensor, compute: Callable[[Tensor], Tensor], kind: str) -> Tensor:
+        """`compute(x)`, from what a frozen backbone with `cache_features` has cached of each image (by its pixels)
         where it can, computing only the images it has not seen yet; otherwise simply `compute(x)`."""
         if not (self.backbone_frozen and self.cache_features):
             return compute(x)

@@ -131,7 +131,7 @@ class DetectiveNet(FastExecution, nn.Module):
     block's pooled, semantic features have mostly averaged away; the source head then needs only the backbone up to
     its deepest tap.
 
-    What the network is lives here; how its backbone runs (memory layout, traced or folded forms, remembered
+    What the network is lives here; how its backbone runs (memory layout, traced or folded forms, cached
     features) comes from `detective.model.execution.FastExecution`.
 
     `forward` takes images [B, 3, H, W], uint8 in [0, 255] or float in [0, 1]; the model scales and normalises
@@ -276,7 +276,7 @@ class DetectiveNet(FastExecution, nn.Module):
         """`source_statistics` of each tapped block's maps, per channel [N, tap_dim]; runs the backbone only
         up to the deepest tap, folded where BatchNorm keeps its running statistics (`runs_folded`), without
         autograd while it is frozen (and then, with `cache_features`, once per image or crop)."""
-        return self.remembered(x, self._computed_tap_statistics, "taps")
+        return self.cached(x, self._computed_tap_statistics, "taps")
 
     def _computed_tap_statistics(self, x: Tensor) -> Tensor:
         if self.backbone_frozen and len(x) > CROP_CHUNK:  # no autograd through it: chunks bound the activations
@@ -347,7 +347,7 @@ def freeze_backbone(net: DetectiveNet) -> None:
     net.backbone.requires_grad_(False)
     net.backbone.eval()
     net._place_activations()
-    net.forget_frozen_state()  # traced and remembered from the weights as they are now
+    net.forget_frozen_state()  # traced and cached from the weights as they are now
 
 
 def unfreeze_backbone(net: DetectiveNet, keep_statistics: bool = False) -> None:

@@ -160,7 +160,7 @@ def count_backbone_images(net: DetectiveNet) -> list[int]:
     return seen
 
 
-def test_remembered_features_are_computed_once_per_image_and_forgotten_when_weights_change(images):
+def test_cached_features_are_computed_once_per_image_and_forgotten_when_weights_change(images):
     net = realistic_net().set_speed(frozen_backbone="eager", cache_features=True)
     freeze_backbone(net)
     net.train()  # a frozen backbone stays in eval mode, so the same image always gives the same features
@@ -179,7 +179,7 @@ def test_remembered_features_are_computed_once_per_image_and_forgotten_when_weig
     assert seen == [4, 1, 4]  # fine-tuning may have changed the weights: computed afresh
 
 
-def test_features_are_not_remembered_for_a_learning_backbone(images):
+def test_features_are_not_cached_for_a_learning_backbone(images):
     net = realistic_net().set_speed(cache_features=True)
     seen = count_backbone_images(net)
     net.features(images)
@@ -222,7 +222,7 @@ def test_fine_tuning_with_frozen_statistics_runs_folded_unless_eager(images, for
     assert pickle.loads(pickle.dumps(net)).__dict__.get("_folded_backbone") is None  # rebuilt, never pickled
 
 
-def test_a_frozen_backbone_remembers_tap_statistics_apart_from_pooled_features(images):
+def test_a_frozen_backbone_caches_tap_statistics_apart_from_pooled_features(images):
     torch.manual_seed(0)
     net = DetectiveNet(2, source_taps=[3]).set_speed(frozen_backbone="eager", cache_features=True)
     freeze_backbone(net)
