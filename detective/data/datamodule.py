@@ -54,7 +54,7 @@ class DetectiveDataModule(L.LightningDataModule):
     ) -> None:
         """`source_view`: `native` crops of `source_crop` pixels for the source head (a grid of up to `source_crops`
         when judging; in training the same grid, or `source_train_crops` random ones; `detective.data.views`), or
-        `resized`: the subject's downscaled view, as the original did.
+        `resized`: the subject's downscaled view.
         `decoded_cache`: keep images decoded at training size on disk (`detective.data.cache`), in `cache_dir`
         (default: `~/.cache/detective/decoded`), so that decoding happens once, not once per epoch and run; native
         crops need the full-resolution image, which is decoded from the file instead (README "Speed")."""

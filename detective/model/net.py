@@ -1,6 +1,6 @@
 """DetectiveNet: a torchvision backbone with two heads, subject (which class) and source (real or AI).
 
-The layer sizes default to the original script's (shared 128, subject 64, source 32, dropout 0.3). Both heads
+The layer sizes default to shared 128, subject 64, source 32, dropout 0.3. Both heads
 return logits; softmax/sigmoid belong to inference, and the losses take logits for numerical stability.
 Input normalisation lives inside the model, so images stay uint8 until the batch and an exported model needs
 nothing but pixels.
@@ -322,8 +322,7 @@ class DetectiveNet(FastExecution, nn.Module):
 
     def _place_activations(self) -> None:
         """In-place activations (torchvision's ReLU6) only while the backbone does not learn: without autograd they
-        spare a copy, but under autograd each one first clones its input, so out of place is faster there
-        (full fine-tuning at 224 px: ~3% faster; eager inference: in place ~8% faster)."""
+        spare a copy, but under autograd each one first clones its input, so out of place is faster there."""
         in_place = not self.backbone.training
         for module in self.backbone.modules():
             if isinstance(module, (nn.Hardtanh, nn.ReLU)):
