@@ -37,12 +37,12 @@ def shell_env(bin_dir: Path | None = None) -> dict[str, str]:
     return {**env, "PATH": os.pathsep.join([*([str(bin_dir)] if bin_dir else []), *path])}
 
 
-def train_tiny(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[Path, str]:
-    """Run `cmd` with the tiny demo overrides in `cwd`: the run folder it made under `cwd/outputs`, and its output."""
+def train_tiny(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """Run `cmd` with the tiny demo overrides in `cwd`, check the run folder it made under `cwd/outputs`; its output."""
     done = run([*cmd, *TINY, "data.source_crops=1"], cwd=cwd, env=env)
     (run_dir,) = (cwd / "outputs" / "runs").iterdir()
     assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "train.log").is_file()
-    return run_dir, done.stdout
+    return done.stdout
 
 
 def where_imported(python: str, cwd: Path, env: dict[str, str]) -> tuple[Path, Path]:
@@ -50,21 +50,6 @@ def where_imported(python: str, cwd: Path, env: dict[str, str]) -> tuple[Path, P
     code = "import detective, detective.conf; print(detective.__file__); print(detective.conf.__file__)"
     package, configs = run([python, "-c", code], cwd, env).stdout.split()
     return Path(package), Path(configs)
-
-
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory) -> Path:
-    """A fresh clone of this working tree (the files git would hand over: tracked, or new and not ignored; no .venv,
-    egg-info or outputs) after the README's first command, `uv run python train.py`, trained the tiny run in it:
-    `uv run` made its .venv and installed the clone into it, editable."""
-    listed = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO).stdout
-    root = tmp_path_factory.mktemp("clone") / "detective"
-    for rel in filter(None, listed.split("\0")):
-        if (REPO / rel).is_file():  # a tracked file deleted in the working tree is listed too
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, root / rel)
-    train_tiny([UV, "run", "python", "train.py"], root, shell_env())
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +81,6 @@ def user_env(venv_bin) -> dict[str, str]:
     return shell_env(venv_bin)
 
 
-@pytest.mark.xdist_group("wheel")
 def test_wheel_holds_every_module_config_and_console_script(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = {p.relative_to(REPO).as_posix() for p in (REPO / "detective").rglob("*.py")}
@@ -108,7 +92,6 @@ def test_wheel_holds_every_module_config_and_console_script(wheel):
     assert all(f"{name} = " in scripts for name in SCRIPTS)
 
 
-@pytest.mark.xdist_group("wheel")
 def test_console_scripts_answer_help_from_any_folder(user_env, tmp_path):
     helps = {name: run([name, "--help"], cwd=tmp_path, env=user_env).stdout for name in SCRIPTS}
     assert helps["detective-train"].startswith("detective says two things about every image")
@@ -118,11 +101,10 @@ def test_console_scripts_answer_help_from_any_folder(user_env, tmp_path):
     assert helps["detective-label"].startswith("usage: detective-label ")
 
 
-@pytest.mark.xdist_group("wheel")
 def test_installed_train_writes_its_run_folder_here_and_its_predict_command_works(venv_bin, user_env, tmp_path):
     package, configs = where_imported("python", tmp_path, user_env)
     assert package.is_relative_to(venv_bin.parent) and configs.is_relative_to(venv_bin.parent)  # not the clone's
-    _, printed = train_tiny(["detective-train"], tmp_path, user_env)
+    printed = train_tiny(["detective-train"], tmp_path, user_env)
     (suggested,) = (line for line in printed.splitlines() if line.startswith("Predict with:"))
     command = shlex.split(suggested.removeprefix("Predict with:"))
     assert command[0] == "detective-predict"
@@ -130,20 +112,27 @@ def test_installed_train_writes_its_run_folder_here_and_its_predict_command_work
     assert "Object: " in predicted.stdout and "Source: " in predicted.stdout
 
 
-@pytest.mark.xdist_group("clone")
-def test_fresh_clone_trains_from_its_own_files(clone):
-    assert where_imported(str(clone / ".venv" / "bin" / "python"), clone, shell_env()) == (
-        clone / "detective" / "__init__.py",
-        clone / "conf" / "__init__.py",
-    )
+def copy_of_the_clone(folder: Path) -> Path:
+    """A fresh clone of this working tree in `folder`: the files git would hand over (tracked, or new and not
+    ignored), no .venv, egg-info or outputs."""
+    listed = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO).stdout
+    root = folder / "detective"
+    for rel in filter(None, listed.split("\0")):
+        if (REPO / rel).is_file():  # a tracked file deleted in the working tree is listed too
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, root / rel)
+    return root
 
 
-@pytest.mark.xdist_group("clone")
-def test_editable_install_trains_from_another_folder(clone, tmp_path):
-    """The clone's editable install alone, with no clone on sys.path: its console script run in another folder."""
+def test_a_fresh_clone_trains_through_train_py_and_its_editable_install_from_another_folder(tmp_path):
+    """The README's first command, `uv run python train.py`, in a fresh clone: `uv run` makes its .venv and installs
+    the clone into it, editable. Then that install alone (no clone on sys.path): its console script, elsewhere."""
+    clone = copy_of_the_clone(tmp_path)
+    train_tiny([UV, "run", "python", "train.py", "test=false"], clone, shell_env())  # testing: the wheel run
+    clone_files = (clone / "detective" / "__init__.py", clone / "conf" / "__init__.py")
+    assert where_imported(str(clone / ".venv" / "bin" / "python"), clone, shell_env()) == clone_files
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     env = shell_env(clone / ".venv" / "bin")
-    assert where_imported("python", tmp_path, env) == (
-        clone / "detective" / "__init__.py",
-        clone / "conf" / "__init__.py",
-    )
-    train_tiny(["detective-train"], tmp_path, env)
+    assert where_imported("python", elsewhere, env) == clone_files
+    train_tiny(["detective-train", "test=false"], elsewhere, env)
