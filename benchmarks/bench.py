@@ -7,7 +7,7 @@ Sections (names for --skip): `loader` (detective's data pipeline vs a naive PIL 
 decoding every image as a first epoch does), `model` (forward, frozen-backbone and full training steps of
 DetectiveNet with the default speed settings vs the bare torchvision MobileNetV2 in eager mode, batch 32, 224 px,
 float32, each in a process set up as in real use; then the opt-in levers reuse_freed_memory, the traced backbone,
-bf16, remembered features and torch.compile), `train` (end-to-end `train.py` on the demo recipe),
+bf16, cached features and torch.compile), `train` (end-to-end `train.py` on the demo recipe),
 `predict` (predict.py cold start, via bench_predict.py), `gpu` (bf16 training at batch 256 and whether the GPU waits
 on data; only where CUDA is present). Every figure is a median of repeats after a warm-up, baseline and detective
 interleaved, because the machine is shared and noisy. Prints a table and writes JSON. Nothing here asserts timings.
@@ -356,7 +356,7 @@ def bench_model(quick: bool, repeats: int) -> list[Row]:
         if mode != "full":  # the traced form serves a frozen backbone only
             ours["jit"] = StepSpec(True, mode, frozen_backbone="jit")
         if mode == "frozen":  # the same batch every step: the steady state of epochs 2+ without augmentation
-            ours["remembered"] = StepSpec(True, mode, cache_features=True)
+            ours["cached"] = StepSpec(True, mode, cache_features=True)
         if mode == "full":
             print("  with model.compile=true too ...", flush=True)
             ours["compiled"] = StepSpec(True, mode, compile=True)
@@ -378,8 +378,8 @@ def bench_model(quick: bool, repeats: int) -> list[Row]:
             rows.append(Row(f"  {mode}, model.frozen_backbone=jit", rates["jit"], rates["bare"], original=stage))
         rows.append(Row(f"  {mode}, trainer.precision=bf16-mixed", rates["bf16"], rates["bare"], original=stage))
         if mode == "frozen":
-            remembered = "  frozen, features remembered (no augmentation, epoch 2+)"
-            rows.append(Row(remembered, rates["remembered"], rates["bare"], original=stage))
+            cached = "  frozen, features cached (no augmentation, epoch 2+)"
+            rows.append(Row(cached, rates["cached"], rates["bare"], original=stage))
         if mode == "full":
             statistics_row = "  full, BatchNorm statistics re-estimated (model.freeze_batchnorm=false)"
             rows.append(Row(statistics_row, rates["batch statistics"], rates["bare"], original=stage))

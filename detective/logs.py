@@ -2,7 +2,7 @@
 
 Here, not in `train/`, because `predict.py --out` runs Lightning too and predict/ never imports train/.
 
-Under `train.py`, Hydra configures the root logger (console and the run's log file, `detective/conf/hydra/`).
+Under `train.py`, Hydra configures the root logger (console and the run's log file, `conf/hydra/`).
 Lightning, imported before that, gives its loggers a console handler of their own, so every Lightning line would
 appear twice; here they are handed to the root logger alone. From Python, with no logging configured, detective's
 and Lightning's lines go to stderr as plain messages.

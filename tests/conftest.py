@@ -61,6 +61,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+class SessionFixtureFailures:
+    """Session fixtures whose setup raised, in the order they did, with the error's first line. Many tests share one
+    (the trained checkpoint feeds dozens): the first test that needs it shows the error with its traceback, and the
+    others skip, naming it, so that one broken training run reads as one error rather than dozens.
+
+    A plugin rather than conftest hooks: pytest sets session fixtures up through the session's hooks, which do not
+    reach a conftest.py below the root folder."""
+
+    def __init__(self) -> None:
+        self.failed: dict[str, str] = {}
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef) -> object:
+        try:
+            return (yield)
+        except Exception as err:  # not pytest's skip or fail: those are outcomes, not errors
+            if fixturedef.scope == "session":
+                first_line = next(iter(str(err).strip().splitlines()), "")
+                self.failed.setdefault(fixturedef.argname, f"{type(err).__name__}: {first_line}")
+            raise
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        needed = set(getattr(item, "fixturenames", ()))
+        failed = next((name for name in self.failed if name in needed), None)
+        if failed is not None:
+            pytest.skip(f"fixture {failed!r} failed in an earlier test's setup: {self.failed[failed]}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(SessionFixtureFailures(), "session-fixture-failures")
+
+
 # Checkpoints whose answers depend on the image, and their ONNX exports, for comparing prediction paths.
 RESPONSIVE = {  # hyperparameters of the one-epoch checkpoint changed for the comparisons
     # The eval transform resizes to 73, crops 64: both steps do work.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -12,6 +13,13 @@ from PIL import Image
 from detective.train.config import compose_config, quick_run_overrides
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+class FakeTerminal(io.StringIO):
+    """A text stream that says it is a terminal, so progress bars draw into it."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 def write_image(path: Path, size: tuple[int, int] = (40, 30), seed: int = 0, fmt: str | None = None) -> Path:

@@ -58,7 +58,7 @@ def test_disabled_or_without_glibc_nothing_changes(monkeypatch):
 
 
 # Blocks of many sizes (0.2-8 MB, as a batch's activations are with photos of many sizes) allocated and freed step
-# after step, with one small block kept alive between them each step (as a remembered feature row is): glibc's heap
+# after step, with one small block kept alive between them each step (as a cached feature row is): glibc's heap
 # is left full of free holes that only trimming gives back. Resident MB before and after trimming, and whether
 # trimming does anything inside `reusing_freed_memory`.
 FRAGMENTS = textwrap.dedent(

@@ -1,11 +1,7 @@
 import io
 
 from detective.progress import ProgressBar
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self):
-        return True
+from tests.helpers import FakeTerminal
 
 
 def test_bar_draws_on_a_terminal_and_clears_for_messages():

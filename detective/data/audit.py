@@ -281,7 +281,7 @@ def _choose_mode(report: AuditReport, samples: Sequence[Sample]) -> None:
         )
 
 
-def format_report(report: AuditReport) -> str:
+def format_audit(report: AuditReport) -> str:
     """The audit for the console: each root's part when there are several, then the data as a whole."""
     lines = [f"Data audit: {report.root}"]
     for part in report.parts:

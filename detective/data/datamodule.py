@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from detective.data.audit import AuditReport, DataError, audit_roots, format_report
+from detective.data.audit import AuditReport, DataError, audit_roots, format_audit
 from detective.data.augment import AugmentConfig, source_train_transform, train_transform
 from detective.data.cache import DecodedCache, default_cache_dir
 from detective.data.dataset import ImageDataset, collate_skip_failed
@@ -54,7 +54,7 @@ class DetectiveDataModule(L.LightningDataModule):
     ) -> None:
         """`source_view`: `native` crops of `source_crop` pixels for the source head (a grid of up to `source_crops`
         when judging; in training the same grid, or `source_train_crops` random ones; `detective.data.views`), or
-        `resized`: the subject's downscaled view, as the original did.
+        `resized`: the subject's downscaled view.
         `decoded_cache`: keep images decoded at training size on disk (`detective.data.cache`), in `cache_dir`
         (default: `~/.cache/detective/decoded`), so that decoding happens once, not once per epoch and run; native
         crops need the full-resolution image, which is decoded from the file instead (README "Speed")."""
@@ -82,7 +82,7 @@ class DetectiveDataModule(L.LightningDataModule):
     @property
     def deterministic(self) -> bool:
         """True when every epoch shows each training image the same pixels, or their mirror image, in every view
-        training takes (then a frozen backbone's features can be remembered, at most two per view): no blur, JPEG
+        training takes (then a frozen backbone's features can be cached, at most two per view): no blur, JPEG
         or rescaling, a centre crop for the downscaled view (unless set-up found no subjects and the source head
         reads crops, so there is no such view), and native crops (if any) on the judging grid."""
         a = self.augment
@@ -121,7 +121,7 @@ class DetectiveDataModule(L.LightningDataModule):
         self.splits = merge_splits(splits)
         self.report = audit_roots(self.scans, splits, self.rule)
         if self.trainer is None or self.trainer.is_global_zero:
-            log.info(format_report(self.report))
+            log.info(format_audit(self.report))
         self.report.raise_on_error()
         self.subjects = self.report.subjects if self.report.subject_head else []
 

@@ -2,8 +2,8 @@
 
 A decoded image becomes a uint8 (3, H, W) tensor in channels_last memory (`load_image`) and stays uint8 until it is
 batched; normalisation to the backbone's mean/std happens once per batch inside the model. Resizing is torch's
-antialiased bilinear for uint8 images, which agrees with Pillow's to one level of 255 in about 1% of pixels and is
-2-5x faster (its vectorised channels_last kernel; README "Speed"). This module imports only Pillow, numpy and torch,
+antialiased bilinear for uint8 images: Pillow's filter to within one level of 255, and faster (its vectorised
+channels_last kernel). This module imports only Pillow, numpy and torch,
 so the prediction path pays for nothing else. Sizes and boxes come from `geometry`, which `transforms_np` (the
 torch-free twin used with ONNX models) shares.
 """
@@ -46,8 +46,8 @@ def resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Antialiased bilinear resize of a uint8 (3, H, W) image (Pillow's BILINEAR filter), into channels_last memory.
 
     The op behind `F.interpolate(..., antialias=True)`, given its output: handed a channels_last one, its uint8
-    kernel writes it directly; `F.interpolate` would return a contiguous copy (about 0.3 ms per image more, with
-    the transpose back)."""
+    kernel writes it directly; `F.interpolate` would return a contiguous copy, and the layout would need
+    transposing back."""
     out = torch.empty((1, height, width, image.shape[0]), dtype=image.dtype).permute(0, 3, 1, 2)
     torch.ops.aten._upsample_bilinear2d_aa.out(image.unsqueeze(0), [height, width], False, None, None, out=out)
     return out[0]

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-def format_report(report: Mapping[str, Any], listed: int = 10) -> str:
+def format_evaluation(report: Mapping[str, Any], listed: int = 10) -> str:
     """The report for the console: compact tables; `listed` excluded images and wrong images shown at most."""
     checkpoint = report.get("checkpoint", "the checkpoint")
     lines = [f"Evaluation of {checkpoint} on {report['root']}: {n_images(report['images'])}"]

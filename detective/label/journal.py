@@ -15,7 +15,7 @@ from detective.files import fsync_folder
 from detective.label.results import LabelError
 
 if TYPE_CHECKING:
-    from detective.label.plan import Plan
+    from detective.label.plan import RenamePlan
 
 JOURNAL_KIND = "detective-label"
 JOURNAL_PREFIX = ".detective-label-"  # hidden, so neither the dataset nor a later run reads it as an image
@@ -46,7 +46,7 @@ class Journal:
                 raise LabelError(f"cannot write in {root}: {e.strerror} (label.py needs write access there)") from e
 
     @classmethod
-    def create(cls, plan: Plan) -> Journal:
+    def create(cls, plan: RenamePlan) -> Journal:
         """Write a new journal's header, durably, in the folder being labelled."""
         journal = cls(plan.root)
         header = {

@@ -25,7 +25,7 @@ OnConflict = Literal["skip", "number"]
 
 
 @dataclass(frozen=True)
-class Plan:
+class RenamePlan:
     """The renames one run will attempt, and the files it leaves alone (with the reason, for the summary)."""
 
     root: Path
@@ -76,13 +76,13 @@ def plan_folder(
     untag: bool = False,
     recursive: bool = False,
     on_conflict: OnConflict = "skip",
-) -> Plan:
+) -> RenamePlan:
     """Decide, without touching anything, which images to rename and which to leave alone.
 
     With `on_conflict="skip"` a new name that is taken already is reported here, so that a second run over
     such a folder finds nothing to do and writes no journal; `apply` still guards against names taken later.
     """
-    plan = Plan(Path(folder), rule, untag, on_conflict)
+    plan = RenamePlan(Path(folder), rule, untag, on_conflict)
     for entry in _files(check_folder(plan.root), recursive, plan.others):
         path = Path(entry.path)
         status, new_name = _decide(entry, rule, untag)
@@ -108,7 +108,7 @@ def _decide(entry: os.DirEntry, rule: TagRule, untag: bool) -> tuple[Status, str
     return "renamed", rule.tagged(entry.name)
 
 
-def apply(plan: Plan, journal: Journal | None, pause: float = 0.0) -> Iterator[Result]:
+def apply(plan: RenamePlan, journal: Journal | None, pause: float = 0.0) -> Iterator[Result]:
     """Do the plan's renames one by one, yielding each result; with no journal it is a dry run that changes nothing.
 
     `pause` (seconds after each rename) only exists so that tests can kill a run halfway.

@@ -1,6 +1,6 @@
 """DetectiveNet: a torchvision backbone with two heads, subject (which class) and source (real or AI).
 
-The layer sizes default to the original script's (shared 128, subject 64, source 32, dropout 0.3). Both heads
+The layer sizes default to shared 128, subject 64, source 32, dropout 0.3. Both heads
 return logits; softmax/sigmoid belong to inference, and the losses take logits for numerical stability.
 Input normalisation lives inside the model, so images stay uint8 until the batch and an exported model needs
 nothing but pixels.
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from detective.constants import IMAGENET_MEAN, IMAGENET_STD
-from detective.model.fast import FastExecution
+from detective.model.execution import FastExecution
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,8 @@ class DetectiveNet(FastExecution, nn.Module):
     block's pooled, semantic features have mostly averaged away; the source head then needs only the backbone up to
     its deepest tap.
 
-    What the network is lives here; how its backbone runs (memory layout, traced or folded forms, remembered
-    features) comes from `detective.model.fast.FastExecution`.
+    What the network is lives here; how its backbone runs (memory layout, traced or folded forms, cached
+    features) comes from `detective.model.execution.FastExecution`.
 
     `forward` takes images [B, 3, H, W], uint8 in [0, 255] or float in [0, 1]; the model scales and normalises
     them with `mean`/`std`. A source logit above 0 means "AI-generated".
@@ -276,7 +276,7 @@ class DetectiveNet(FastExecution, nn.Module):
         """`source_statistics` of each tapped block's maps, per channel [N, tap_dim]; runs the backbone only
         up to the deepest tap, folded where BatchNorm keeps its running statistics (`runs_folded`), without
         autograd while it is frozen (and then, with `cache_features`, once per image or crop)."""
-        return self.remembered(x, self._computed_tap_statistics, "taps")
+        return self.cached(x, self._computed_tap_statistics, "taps")
 
     def _computed_tap_statistics(self, x: Tensor) -> Tensor:
         if self.backbone_frozen and len(x) > CROP_CHUNK:  # no autograd through it: chunks bound the activations
@@ -322,8 +322,7 @@ class DetectiveNet(FastExecution, nn.Module):
 
     def _place_activations(self) -> None:
         """In-place activations (torchvision's ReLU6) only while the backbone does not learn: without autograd they
-        spare a copy, but under autograd each one first clones its input, so out of place is faster there
-        (full fine-tuning at 224 px: ~3% faster; eager inference: in place ~8% faster)."""
+        spare a copy, but under autograd each one first clones its input, so out of place is faster there."""
         in_place = not self.backbone.training
         for module in self.backbone.modules():
             if isinstance(module, (nn.Hardtanh, nn.ReLU)):
@@ -347,7 +346,7 @@ def freeze_backbone(net: DetectiveNet) -> None:
     net.backbone.requires_grad_(False)
     net.backbone.eval()
     net._place_activations()
-    net.forget_frozen_state()  # traced and remembered from the weights as they are now
+    net.forget_frozen_state()  # traced and cached from the weights as they are now
 
 
 def unfreeze_backbone(net: DetectiveNet, keep_statistics: bool = False) -> None:

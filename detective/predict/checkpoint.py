@@ -18,7 +18,7 @@ import torch
 from detective.commands import command
 from detective.model.net import DetectiveNet
 from detective.predict.discover import CheckpointError  # torch-free, for the ONNX path too; importable from here
-from detective.predict.lite import build_lite_net
+from detective.predict.mobilenet_v2 import build_lite_net
 
 REQUIRED_HPARAMS = ("subjects", "image_size", "crop_fraction", "mean", "std", "threshold")
 NET_PREFIX = "net."
@@ -51,7 +51,7 @@ class CheckpointInfo:
     def build_net(self, lite: bool = True) -> torch.nn.Module:
         """The trained net, in eval mode, on the CPU.
 
-        `lite` uses the torchvision-free trunk twin (`lite.py`) where it covers the backbone: the same
+        `lite` uses the torchvision-free trunk twin (`mobilenet_v2.py`) where it covers the backbone: the same
         numbers, without paying for importing torchvision. Otherwise (or with `lite=False`) torchvision's.
         """
         with self._weights_checked():

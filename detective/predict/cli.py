@@ -211,7 +211,7 @@ def export(
 
 def evaluate(args: argparse.Namespace, checkpoint: Path, out: TextIO, err: TextIO, error: Callable[[str], None]) -> int:
     """`--evaluate`: the report on stdout (one JSON object with --json), pictures with --plots."""
-    from detective.evaluation.text import format_report
+    from detective.evaluation.text import format_evaluation
     from detective.predict.checkpoint import read_checkpoint
     from detective.predict.evaluate import evaluate_folder, label_rule
     from detective.predict.predictor import Predictor
@@ -258,7 +258,7 @@ def evaluate(args: argparse.Namespace, checkpoint: Path, out: TextIO, err: TextI
 
         write_plots(evaluation, args.plots)
     report = evaluation.report
-    print(json.dumps(report) if args.json else format_report(report), file=out, flush=True)
+    print(json.dumps(report) if args.json else format_evaluation(report), file=out, flush=True)
     if not report["images"]:
         error(f"no readable, labelled images under {report['root']}: expected <subject>/<image> (README)")
     return SOME_FAILED if report["excluded"] or not report["images"] else OK

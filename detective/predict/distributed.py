@@ -27,7 +27,15 @@ from torch.utils.data import DataLoader
 
 from detective.predict.predictor import Predictor
 from detective.predict.results import Result
-from detective.predict.shards import FileBatches, LoadedBatch, ShardStream, Summary, batch_results, plan, summarise
+from detective.predict.shards import (
+    FileBatches,
+    LoadedBatch,
+    ShardStream,
+    Summary,
+    batch_results,
+    plan_shards,
+    summarise_shards,
+)
 
 # Lightning asks every predict loader for its batch sampler's indices; ours has none on purpose (see above). And
 # persistent workers would only help a second pass over the loader, which prediction never makes.
@@ -164,11 +172,11 @@ def predict_to_shards(
             enable_model_summary=False,
             enable_progress_bar=progress,
         )
-        todo = plan(out, files)  # once the options are known to be good: a mistyped one creates no folder
+        todo = plan_shards(out, files)  # once the options are known to be good: a mistyped one creates no folder
         writer.first_shard = todo.first_shard
         if todo.files:
             trainer.predict(ShardPredictor(checkpoint, todo.files, **module), return_predictions=False)
             trainer.strategy.barrier("shards written")  # under torchrun or SLURM: rank 0 reads them all next
     except MisconfigurationException as e:
         raise DeviceError(str(e).splitlines()[0]) from None
-    return summarise(out, files, todo.done) if trainer.is_global_zero else None
+    return summarise_shards(out, files, todo.done) if trainer.is_global_zero else None

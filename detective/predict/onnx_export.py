@@ -161,7 +161,7 @@ def _traced_onnx(model: Graph, views: ViewSettings) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the net's input-shape check: constant in the graph
         warnings.simplefilter("ignore", DeprecationWarning)  # torch's note that this exporter is no longer its default
-        # The TorchScript-based exporter: 2 s against 17 s for the torch.export-based one, the same outputs, and no
+        # The TorchScript-based exporter: much faster than the torch.export-based one, the same outputs, and no
         # onnxscript to install.
         torch.onnx.export(
             model,

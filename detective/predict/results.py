@@ -36,7 +36,7 @@ class Prediction:
         return "AI generated" if self.is_ai else "real photo"
 
     def describe(self) -> str:
-        """The original's two lines on one: `Object: cat (98.5%)  Source: AI generated (AI probability 0.93)`."""
+        """Both answers on one line: `Object: cat (98.5%)  Source: AI generated (AI probability 0.93)`."""
         unfamiliar = ", unfamiliar" if self.unfamiliar else ""
         source = f"Source: {self.source} (AI probability {self.ai_probability:.2f}{unfamiliar})"
         if self.subject is None:

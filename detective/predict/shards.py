@@ -50,7 +50,7 @@ def recorded(out: Path) -> Iterator[tuple[str, str | None]]:
 
 
 @dataclass(frozen=True)
-class Plan:
+class ShardPlan:
     """What a run has left to do: the files no finished shard records, and the number its shards start from."""
 
     files: list[str]
@@ -58,7 +58,7 @@ class Plan:
     first_shard: int
 
 
-def plan(out: Path, files: Sequence[str]) -> Plan:
+def plan_shards(out: Path, files: Sequence[str]) -> ShardPlan:
     """Create `out`, drop the temporary files of a run that died, and skip the files its shards already hold.
 
     Every process plans for itself, before Lightning connects them; no process writes before all are connected, so
@@ -69,7 +69,7 @@ def plan(out: Path, files: Sequence[str]) -> Plan:
     done = {path for path, _ in recorded(out)}
     todo = [f for f in files if f not in done]
     numbers = [int(SHARD_NAME.fullmatch(p.name).group(2)) for p in finished_shards(out)]  # type: ignore[union-attr]
-    return Plan(todo, len(files) - len(todo), max(numbers, default=-1) + 1)
+    return ShardPlan(todo, len(files) - len(todo), max(numbers, default=-1) + 1)
 
 
 class LoadedBatch(NamedTuple):
@@ -188,7 +188,7 @@ class Summary:
         return f"{'; '.join(parts)}; {self.shards} shards in {self.out}, one file: cat {joined} > all.jsonl"
 
 
-def summarise(out: Path, files: Sequence[str], skipped: int) -> Summary:
+def summarise_shards(out: Path, files: Sequence[str], skipped: int) -> Summary:
     wanted = set(files)
     counts: Counter[str] = Counter()
     summary = Summary(out, len(files), skipped, len(finished_shards(out)))

@@ -1,5 +1,5 @@
-"""`detective-train` / `train.py`: Hydra composes the config from the packaged `detective/conf`, `run.train` does
-the work. The configs live inside the package, so an installed wheel trains from any folder."""
+"""`detective-train` / `train.py`: Hydra composes the config from `conf/` (the package `detective.conf`), `run.train`
+does the work. The configs ship as part of the package, so an installed wheel trains from any folder."""
 
 from __future__ import annotations
 

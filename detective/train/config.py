@@ -36,13 +36,13 @@ def plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
-CONF_MODULE = "detective.conf"  # the YAML files ship inside the package, so an installed wheel finds them
+CONF_MODULE = "detective.conf"  # `conf/`, installed as this package (pyproject.toml), so an installed wheel finds it
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """`detective/conf/train.yaml` composed with command-line style overrides (`demo_by_default`, as `train.py`
-    does), for training from Python
-    (`detective.train.run.train(compose_config([...]))`); set `paths.output_dir`, as no Hydra run folder exists."""
+    """`conf/train.yaml` composed with command-line style overrides (`demo_by_default`, as `train.py` does), for
+    training from Python (`detective.train.run.train(compose_config([...]))`); set `paths.output_dir`, as no Hydra
+    run folder exists."""
     from hydra import compose, initialize_config_module
 
     register_resolvers()

@@ -50,7 +50,7 @@ class Collected(Metric):
         return dim_zero_cat(self.probs), dim_zero_cat(self.target)
 
 
-def subject_metrics(num_subjects: int) -> MetricCollection:
+def subject_metric_collection(num_subjects: int) -> MetricCollection:
     return MetricCollection(
         {
             "subject_acc": MulticlassAccuracy(num_subjects, average="micro"),
@@ -59,6 +59,6 @@ def subject_metrics(num_subjects: int) -> MetricCollection:
     )
 
 
-def source_metrics() -> MetricCollection:
+def source_metric_collection() -> MetricCollection:
     """Accuracy of the thresholded decisions (passed as 0/1); AUROC and AP of the probabilities."""
     return MetricCollection({"source_acc": BinaryAccuracy()})

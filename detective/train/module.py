@@ -25,7 +25,7 @@ from detective.evaluation.metrics import best_balanced_threshold
 from detective.model.net import DetectiveNet, freeze_backbone, mean_by_owner, unfreeze_backbone
 from detective.predict.checkpoint import ADDED_HPARAMS, read_checkpoint
 from detective.predict.settling import Settling
-from detective.train.metrics import Collected, GroupAccuracy, source_metrics, subject_metrics
+from detective.train.metrics import Collected, GroupAccuracy, source_metric_collection, subject_metric_collection
 
 STAGES = ("train", "val", "test")
 SOURCE_LOSSES = ("image", "crop")
@@ -116,8 +116,8 @@ class DetectiveModule(L.LightningModule):
         n = len(self.subjects)
         for stage in STAGES:
             if n:
-                setattr(self, f"{stage}_subject_metrics", subject_metrics(n).clone(prefix=f"{stage}/"))
-            setattr(self, f"{stage}_source_metrics", source_metrics().clone(prefix=f"{stage}/"))
+                setattr(self, f"{stage}_subject_metrics", subject_metric_collection(n).clone(prefix=f"{stage}/"))
+            setattr(self, f"{stage}_source_metrics", source_metric_collection().clone(prefix=f"{stage}/"))
         if n:
             self.per_subject = torch.nn.ModuleDict({stage: GroupAccuracy(n) for stage in ("val_", "test_")})
         # Every (AI probability, target) of an epoch: for AUROC/AP and the threshold calibration.

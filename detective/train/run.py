@@ -67,7 +67,7 @@ def source_pos_weight(datamodule: DetectiveDataModule) -> float | None:
 
 
 def resolve_cache_features(value: Any, datamodule: DetectiveDataModule) -> bool:
-    """`model.cache_features=auto`: remember a frozen backbone's features when every epoch shows the same images."""
+    """`model.cache_features=auto`: cache a frozen backbone's features when every epoch shows the same images."""
     return auto_flag("model.cache_features", value, datamodule.deterministic)
 
 

@@ -48,7 +48,7 @@ def job_row(job: Path, monitor: str, mode: str, last: bool = False) -> dict[str,
     return row
 
 
-def summarise(sweep_dir: Path, monitor: str, mode: str, last: bool = False) -> list[dict[str, Any]]:
+def summarise_sweep(sweep_dir: Path, monitor: str, mode: str, last: bool = False) -> list[dict[str, Any]]:
     """Every job's row under `sweep_dir`, best monitored score first (jobs without a score last)."""
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     rows = [r for r in (job_row(job, monitor, mode, last) for job in jobs) if r is not None]
@@ -112,7 +112,7 @@ class SweepSummary(Callback):
         monitor = str(config.optimized_metric)
         mode = str(config.callbacks.model_checkpoint.get("mode", "min"))
         last = config.callbacks.model_checkpoint.monitor is None  # callbacks=final keeps the last epoch
-        rows = summarise(sweep_dir, monitor, mode, last) if sweep_dir.is_dir() else []
+        rows = summarise_sweep(sweep_dir, monitor, mode, last) if sweep_dir.is_dir() else []
         if not rows:
             log.info("Sweep summary: no finished jobs under %s", sweep_dir)
             return

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from detective.data.audit import DataError, audit, audit_roots, confound_warnings, format_report
+from detective.data.audit import DataError, audit, audit_roots, confound_warnings, format_audit
 from detective.data.labels import LabelRule
 from detective.data.scan import Sample, scan_folder
 from detective.data.split import stratified_split
@@ -20,7 +20,7 @@ def test_balanced_data_has_no_findings_and_a_count_table(image_tree):
     assert report.errors == [] and report.warnings == []
     assert report.subjects == ["cat", "dog"]
     assert report.counts["train"][("cat", True)] == 8 and report.counts["test"][("dog", False)] == 1
-    text = format_report(report)
+    text = format_audit(report)
     assert "cat                 real           8       1       1" in text
     assert "total" in text
 
@@ -37,7 +37,7 @@ def test_one_subject_trains_the_source_head_alone(image_tree):
     report = run_audit(image_tree(balanced_names(["cat"])))
     assert report.errors == [] and not report.subject_head
     assert "source only: one subject folder ('cat')" in report.mode
-    assert "Mode: source only" in format_report(report)
+    assert "Mode: source only" in format_audit(report)
 
 
 def test_real_and_ai_folders_at_the_top_train_the_source_head_alone(image_tree):
@@ -46,7 +46,7 @@ def test_real_and_ai_folders_at_the_top_train_the_source_head_alone(image_tree):
     assert report.errors == [] and report.warnings == [] and not report.subject_head
     assert report.subjects == [] and "no subject folders (real/ai only)" in report.mode
     assert sum(n for (_, is_ai), n in report.counts["train"].items() if is_ai) == 9
-    assert "(all)               ai             9" in format_report(report)
+    assert "(all)               ai             9" in format_audit(report)
 
 
 def test_one_subject_with_one_source_is_an_error(image_tree):
@@ -102,7 +102,7 @@ def test_unreadable_files_are_listed(image_tree):
     (root / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     report = run_audit(root)
     assert any("1 unreadable images were excluded" in w for w in report.warnings)
-    assert "broken.jpg" in format_report(report)
+    assert "broken.jpg" in format_audit(report)
 
 
 def audit_of(*roots: Path, rule: LabelRule = LabelRule()):
@@ -132,7 +132,7 @@ def test_two_roots_are_counted_per_root_and_together_with_subjects_merged_by_nam
     assert report.subjects == ["cat", "dog", "owl"] and report.subject_head
     assert [(p.root, p.subjects) for p in report.parts] == [(str(a), ["cat", "dog"]), (str(b), ["cat", "owl"])]
     assert report.counts["train"][("cat", True)] == 16 and report.parts[1].counts["train"][("cat", True)] == 8
-    lines = format_report(report).splitlines()
+    lines = format_audit(report).splitlines()
     assert lines[0] == f"Data audit: {a}, {b}"
     assert lines.index(f"Root {a}:") < lines.index(f"Root {b}:") < lines.index("All roots:")
     assert "    owl                 ai             8       1       1" in lines  # in b's part

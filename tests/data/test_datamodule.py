@@ -138,7 +138,7 @@ def test_the_grid_as_training_view_shows_training_what_is_judged(image_tree):
     root = image_tree(balanced_names(("cat", "dog"), 6), size=(64, 48))
     dm = make_module(root, "data.augment.flip=false", "data.source_train_crops=grid", "data.augment.crop=center")
     dm.setup()
-    assert dm.deterministic  # the same crops every epoch: a frozen backbone's statistics can be remembered
+    assert dm.deterministic  # the same crops every epoch: a frozen backbone's statistics can be cached
     sample = dm.dataset("train").samples[0]
     _, train_crops = dm.dataset("train").views(load_image(sample.path))
     _, judged = dm.dataset("val").views(load_image(sample.path))

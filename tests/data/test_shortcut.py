@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torchmetrics.functional.classification import binary_auroc
 
-from detective.data.audit import SHORTCUT_ALARM, audit, audit_roots, format_report
+from detective.data.audit import SHORTCUT_ALARM, audit, audit_roots, format_audit
 from detective.data.images import _QUALITY_TABLES, jpeg_quality, opened_header
 from detective.data.scan import scan_folder
 from detective.data.shortcut import (
@@ -168,20 +168,20 @@ def test_same_format_size_and_quality_give_no_warning(tmp_path):
     assert set(report.shortcut.giveaways(0.7)) <= {"bytes per pixel"}  # the only feature left that varies
 
 
-def test_format_report_shows_the_check(tmp_path):
+def test_format_audit_shows_the_check(tmp_path):
     report = run_audit(two_source_tree(tmp_path, real={"size": (96, 80), **JPEG_75}, ai={"ext": "png"}))
     assert (
         "Shortcut check: a classifier on file metadata alone (format, size, JPEG quality, EXIF, bytes per pixel) "
         "tells AI from real with AUROC 1.00 (5-fold CV on the 44 train images)"
-    ) in format_report(report).splitlines()
-    assert "WARNING: file metadata alone tells AI from real (AUROC 1.00;" in format_report(report)
+    ) in format_audit(report).splitlines()
+    assert "WARNING: file metadata alone tells AI from real (AUROC 1.00;" in format_audit(report)
 
 
 def test_too_few_images_of_a_source_skip_the_check_with_a_reason(tmp_path):
     report = run_audit(two_source_tree(tmp_path, real=JPEG_75, ai={"ext": "png"}, per_cell=8))
     assert report.shortcut.auroc is None
     assert "Shortcut check: skipped, the train split has 12 real and 12 AI images, under 20 of a source" in (
-        format_report(report)
+        format_audit(report)
     )
 
 

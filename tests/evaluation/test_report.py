@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from detective.evaluation.report import Record, build_report, slices
-from detective.evaluation.text import format_report
+from detective.evaluation.text import format_evaluation
 
 
 def record(name: str, subject: str, is_ai: bool, p: float, said: str | None = None, **facts) -> Record:
@@ -43,7 +43,7 @@ def test_subject_section_only_for_subjects_the_checkpoint_knows():
     folders = build_report([record("r", "", False, 0.2), record("a", "", True, 0.3)], ["cat", "dog"], 0.5, 0).report
     assert folders["subject"] is None and folders["source"]["accuracy"] == 0.5
     assert folders["notes"] == ["no subject folders here (source only): no subject metrics"]
-    assert "truth: AI  predicted: " in format_report({**folders, "root": "folder", "images": 2, "excluded": []})
+    assert "truth: AI  predicted: " in format_evaluation({**folders, "root": "folder", "images": 2, "excluded": []})
 
 
 def test_most_confidently_wrong_come_first_and_right_images_never():

@@ -13,7 +13,7 @@ import pytest
 from detective.label.cli import PAUSE_ENV, PROGRESS_MIN, main
 from detective.label.journal import JOURNAL_PREFIX
 from detective.progress import ProgressBar
-from tests.helpers import REPO
+from tests.helpers import REPO, FakeTerminal
 
 POSIX = pytest.mark.skipif(sys.platform == "win32", reason="stops label.py with POSIX signals")
 
@@ -142,11 +142,6 @@ def test_a_folder_or_undo_is_required(capsys):
         main([])
     assert exit_.value.code == 2
     assert "give either a folder to tag or --undo JOURNAL" in capsys.readouterr().err
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self):
-        return True
 
 
 def test_progress_bar_only_on_a_terminal_for_many_files():

@@ -9,7 +9,8 @@ from tests.helpers import ids
 
 
 @pytest.fixture
-def images() -> torch.Tensor:
+def pixels() -> torch.Tensor:
+    """Two random 64 px images, a uint8 batch as the data loader gives it."""
     return torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 
 
@@ -23,43 +24,43 @@ def bn_state(net: DetectiveNet) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("num_subjects", [2, 7])
 @pytest.mark.parametrize("as_float", [False, True])
-def test_output_shapes(images, num_subjects, as_float):
-    x = images.float() / 255 if as_float else images
+def test_output_shapes(pixels, num_subjects, as_float):
+    x = pixels.float() / 255 if as_float else pixels
     subject, source = DetectiveNet(num_subjects).eval()(x)
     assert subject.shape == (2, num_subjects)
     assert source.shape == (2,)
 
 
-def test_without_subjects_there_is_no_subject_head(images):
+def test_without_subjects_there_is_no_subject_head(pixels):
     net = DetectiveNet(0).eval()
     assert net.subject_head is None and all(not n.startswith("subject") for n, _ in net.named_parameters())
-    subject, source = net(images)
+    subject, source = net(pixels)
     assert subject is None and source.shape == (2,)
 
 
-def test_the_source_logit_of_an_image_is_the_mean_of_its_crops_logits(images):
+def test_the_source_logit_of_an_image_is_the_mean_of_its_crops_logits(pixels):
     net = DetectiveNet(2).eval()
-    crops = torch.cat([images, images.flip(-1), images.flip(-2)])  # 6 crops: image 0 gets 4, image 1 gets 2
+    crops = torch.cat([pixels, pixels.flip(-1), pixels.flip(-2)])  # 6 crops: image 0 gets 4, image 1 gets 2
     owner = torch.tensor([0, 1, 0, 0, 1, 0])
     with torch.no_grad():
-        subject, source = net(images, crops, owner)
+        subject, source = net(pixels, crops, owner)
         per_crop = net(crops)[1]
         assert torch.allclose(source, torch.stack([per_crop[owner == i].mean() for i in (0, 1)]), atol=1e-6)
-        assert torch.allclose(subject, net(images)[0], atol=1e-6)
+        assert torch.allclose(subject, net(pixels)[0], atol=1e-6)
         assert net(None, crops, owner)[0] is None  # no subject view needed for the source alone
 
 
-def test_uint8_input_equals_float_input_in_unit_range(images):
+def test_uint8_input_equals_float_input_in_unit_range(pixels):
     net = DetectiveNet(3).eval()
     with torch.no_grad():
-        from_uint8 = net(images)
-        from_float = net(images.float() / 255)
+        from_uint8 = net(pixels)
+        from_float = net(pixels.float() / 255)
     assert torch.equal(from_uint8[0], from_float[0])
     assert torch.equal(from_uint8[1], from_float[1])
 
 
-def test_model_applies_its_own_mean_and_std(images):
-    x = images.float() / 255
+def test_model_applies_its_own_mean_and_std(pixels):
+    x = pixels.float() / 255
     default = DetectiveNet(2).eval()
     custom = DetectiveNet(2, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)).eval()
     custom.load_state_dict(default.state_dict())
@@ -71,13 +72,13 @@ def test_model_applies_its_own_mean_and_std(images):
         torch.testing.assert_close(custom.features(x), custom_expected)
 
 
-def test_state_dict_holds_weights_only_and_reloads_to_same_outputs(images):
+def test_state_dict_holds_weights_only_and_reloads_to_same_outputs(pixels):
     net = DetectiveNet(4).eval()
     assert not {"mean", "std"} & set(net.state_dict())
     clone = DetectiveNet(4).eval()
     clone.load_state_dict(net.state_dict())
     with torch.no_grad():
-        assert torch.equal(clone(images)[0], net(images)[0])
+        assert torch.equal(clone(pixels)[0], net(pixels)[0])
 
 
 def test_from_hparams_rebuilds_the_architecture_and_ignores_other_keys():
@@ -89,13 +90,13 @@ def test_from_hparams_rebuilds_the_architecture_and_ignores_other_keys():
     assert torch.equal(net.std.flatten(), torch.tensor([0.5, 0.5, 0.5]))
 
 
-def test_features_then_heads_is_forward(images):
+def test_features_then_heads_is_forward(pixels):
     net = DetectiveNet(3).eval()
     with torch.no_grad():
-        features = net.features(images)
+        features = net.features(pixels)
         assert features.shape == (2, 1280)
         subject, source = net.heads(features)
-        expected = net(images)
+        expected = net(pixels)
     assert torch.equal(subject, expected[0])
     assert torch.equal(source, expected[1])
 
@@ -157,11 +158,11 @@ def test_backbone_and_head_parameters_partition_the_net():
     assert backbone | heads == ids(net.parameters())
 
 
-def test_freeze_and_unfreeze_toggle_exactly_the_backbone(images):
+def test_freeze_and_unfreeze_toggle_exactly_the_backbone(pixels):
     net = DetectiveNet(3)
     freeze_backbone(net)
     assert ids(p for p in net.parameters() if p.requires_grad) == ids(net.head_parameters())
-    subject, source = net(images)
+    subject, source = net(pixels)
     (subject.sum() + source.sum()).backward()
     assert all(p.grad is None for p in net.backbone_parameters())
     assert all(p.grad is not None for p in net.head_parameters())
@@ -171,19 +172,19 @@ def test_freeze_and_unfreeze_toggle_exactly_the_backbone(images):
     assert net.backbone.training
 
 
-def test_frozen_backbone_keeps_batchnorm_statistics_in_train_mode(images):
+def test_frozen_backbone_keeps_batchnorm_statistics_in_train_mode(pixels):
     net = DetectiveNet(3)
     freeze_backbone(net)
     net.train()  # as Lightning does at the start of each epoch
     assert not any(m.training for m in net.backbone.modules())
     assert net.source_head.training
     before = bn_state(net)
-    net(images)
+    net(pixels)
     after = bn_state(net)
     assert all(torch.equal(before[k], after[k]) for k in before)
 
     unfreeze_backbone(net)
-    net(images)
+    net(pixels)
     changed = bn_state(net)
     assert not torch.equal(before["0.1.running_mean"], changed["0.1.running_mean"])
 
@@ -198,14 +199,14 @@ def test_eval_on_frozen_net_then_unfreeze_follows_net_mode():
     assert net.backbone.training
 
 
-def test_fine_tuning_with_kept_statistics_learns_weights_but_not_batchnorm_statistics(images):
+def test_fine_tuning_with_kept_statistics_learns_weights_but_not_batchnorm_statistics(pixels):
     net = DetectiveNet(3)
     freeze_backbone(net)
     unfreeze_backbone(net, keep_statistics=True)
     net.train()  # as Lightning does at the start of each epoch: BatchNorm stays in eval, the rest trains
     assert net.backbone.training and not any(isinstance(m, nn.BatchNorm2d) and m.training for m in net.modules())
     before = bn_state(net)
-    subject, source = net(images)
+    subject, source = net(pixels)
     (subject.sum() + source.sum()).backward()
     after = bn_state(net)
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -214,18 +215,18 @@ def test_fine_tuning_with_kept_statistics_learns_weights_but_not_batchnorm_stati
     assert set(net.state_dict()) == set(DetectiveNet(3).state_dict())  # the folded form is not saved
 
     unfreeze_backbone(net)  # statistics learn again
-    net(images)
+    net(pixels)
     assert not torch.equal(before["0.1.running_mean"], bn_state(net)["0.1.running_mean"])
 
 
-def test_a_source_head_on_taps_reads_the_mean_and_spread_of_early_blocks(images):
+def test_a_source_head_on_taps_reads_the_mean_and_spread_of_early_blocks(pixels):
     torch.manual_seed(0)
     net = DetectiveNet(0, source_taps=[3, 1]).eval()
     assert net.source_taps == (1, 3) and linear_shapes(net.source_shared) == [(2 * (16 + 24), 128)]
-    maps = net.backbone[:2](net.normalize(images))
+    maps = net.backbone[:2](net.normalize(pixels))
     first = torch.cat([maps.mean((2, 3)), maps.std((2, 3))], 1)
-    assert torch.allclose(net.tap_statistics(images)[:, :32], first, atol=1e-5)
-    crops, owner = images, torch.tensor([0, 0])
+    assert torch.allclose(net.tap_statistics(pixels)[:, :32], first, atol=1e-5)
+    crops, owner = pixels, torch.tensor([0, 0])
     assert torch.allclose(net(None, crops, owner)[1], net.source_logits(crops).mean()[None], atol=1e-6)
 
 
@@ -250,23 +251,23 @@ def test_novelty_is_small_on_crops_like_the_training_ones_and_large_on_others():
     assert DetectiveNet(2).eval().judged(like)[1] is None  # a source head on pooled features has no taps to read
 
 
-def test_without_subjects_only_the_tapped_blocks_learn_and_a_batch_of_one_trains(images):
+def test_without_subjects_only_the_tapped_blocks_learn_and_a_batch_of_one_trains(pixels):
     net = DetectiveNet(0, source_taps=[3]).train()
     assert net.shared is None
     assert ids(net.backbone_parameters()) == ids(net.backbone[:4].parameters())
     freeze_backbone(net)
     unfreeze_backbone(net)
     assert not any(p.requires_grad for p in net.backbone[4:].parameters())
-    net(None, images[:1], torch.tensor([0]))[1].sum().backward()  # one crop: batch statistics are undefined
+    net(None, pixels[:1], torch.tensor([0]))[1].sum().backward()  # one crop: batch statistics are undefined
     assert all(p.grad is not None for p in net.backbone[:4].parameters())
 
 
-def test_with_subjects_taps_leave_the_subject_path_as_it_was(images):
+def test_with_subjects_taps_leave_the_subject_path_as_it_was(pixels):
     torch.manual_seed(0)
     plain = DetectiveNet(3).eval()
     tapped = DetectiveNet(3, source_taps=[6]).eval()
     tapped.load_state_dict(plain.state_dict(), strict=False)
-    assert torch.allclose(tapped(images)[0], plain(images)[0])
+    assert torch.allclose(tapped(pixels)[0], plain(pixels)[0])
     assert ids(tapped.backbone_parameters()) == ids(tapped.backbone.parameters())
     assert tapped.source_block() is tapped.backbone[6] and plain.source_block() is plain.backbone[-1]
 
@@ -280,12 +281,12 @@ def test_detail_is_the_spread_of_what_a_local_mean_leaves_out():
     assert TAP_STATISTICS["detail"](stripes).min() > 2 * TAP_STATISTICS["detail"](ramp).max()  # a ramp: edges only
 
 
-def test_a_source_head_reads_the_statistics_it_is_given_per_tapped_block(images):
+def test_a_source_head_reads_the_statistics_it_is_given_per_tapped_block(pixels):
     net = DetectiveNet(0, source_taps=[1, 3], source_statistics=["mean", "std", "detail"]).eval()
     assert linear_shapes(net.source_shared) == [(3 * (16 + 24), 128)]
-    maps = net.backbone[:2](net.normalize(images))
+    maps = net.backbone[:2](net.normalize(pixels))
     first = torch.cat([maps.mean((2, 3)), maps.std((2, 3)), TAP_STATISTICS["detail"](maps)], 1)
-    assert torch.allclose(net.tap_statistics(images)[:, :48], first, atol=1e-5)
+    assert torch.allclose(net.tap_statistics(pixels)[:, :48], first, atol=1e-5)
     with pytest.raises(ValueError, match="source_statistics must be distinct names of mean, std, detail"):
         DetectiveNet(0, source_taps=[1], source_statistics=["mean", "kurtosis"])
 

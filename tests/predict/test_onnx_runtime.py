@@ -38,7 +38,7 @@ def _pixels(width: int, height: int, seed: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory) -> list[Path]:
+def assorted_files(tmp_path_factory) -> list[Path]:
     """Several kinds and sizes: smaller and larger than the eval crop (64, from 73) and than the native crop (48),
     odd sizes, both orientations, a big JPEG (decoded at reduced scale for the downscaled view, whole for native
     crops, of which it has more than the 8 judged), grayscale, transparency, 16-bit, a palette GIF."""
@@ -76,11 +76,11 @@ def _channels_first(array: np.ndarray | None) -> np.ndarray | None:
 
 
 @pytest.mark.parametrize("kind", ["native", "resized", "source-only", "taps"])
-def test_same_views_subjects_and_probabilities_as_the_pytorch_path(kind, responsive, exported, images):
+def test_same_views_subjects_and_probabilities_as_the_pytorch_path(kind, responsive, exported, assorted_files):
     torch_predictor = Predictor.from_checkpoint(responsive(kind), device="cpu")
     onnx_predictor = OnnxPredictor.from_file(exported(kind), device="cpu")
     crops = []
-    for path in images:  # the numpy twins of the eval views give the very same pixels
+    for path in assorted_files:  # the numpy twins of the eval views give the very same pixels
         ours, theirs = onnx_predictor.load(path), torch_predictor.load(path)
         for got, expected in zip(ours, theirs, strict=True):
             assert (got is None) == (expected is None), path
@@ -89,8 +89,9 @@ def test_same_views_subjects_and_probabilities_as_the_pytorch_path(kind, respons
     if kind != "resized":  # grids of several crops, up to the cap; one (padded) for the image smaller than the crop
         assert crops == [6, 8, 6, 1, 4, 2, 6, 4, 6], crops
     n = len(torch_predictor.subjects)
-    expected = torch_predictor.predict(images, batch_size=4, top_k=n)  # batches of images with unequal crop counts
-    got = onnx_predictor.predict(images, batch_size=4, top_k=n)
+    # Batches of images with unequal crop counts.
+    expected = torch_predictor.predict(assorted_files, batch_size=4, top_k=n)
+    got = onnx_predictor.predict(assorted_files, batch_size=4, top_k=n)
     assert all(isinstance(r, Prediction) for r in expected + got)
     ai = [r.ai_probability for r in expected]
     assert max(ai) - min(ai) > 100 * PARITY  # the net's answers depend on the image: agreement means something
@@ -104,30 +105,34 @@ def test_same_views_subjects_and_probabilities_as_the_pytorch_path(kind, respons
         assert all(r.subject is None and r.top_k == [] for r in got)
     subjects = f"subjects {subject_diff:.1e}" if n else "no subject head"
     spread = max(ai) - min(ai)
-    print(f"\nONNX vs PyTorch, {kind}, {len(images)} images: {subjects}, AI {ai_diff:.1e} (spread {spread:.2f})")
+    print(
+        f"\nONNX vs PyTorch, {kind}, {len(assorted_files)} images: {subjects}, AI {ai_diff:.1e} (spread {spread:.2f})"
+    )
     assert subject_diff <= PARITY and ai_diff <= PARITY
 
 
-def test_settings_come_from_the_file_and_threshold_can_be_overridden(onnx_predictor, onnx_model, images):
+def test_settings_come_from_the_file_and_threshold_can_be_overridden(onnx_predictor, onnx_model, assorted_files):
     assert onnx_predictor.subjects == ["cat", "dog", "owl"]
     assert onnx_predictor.view_settings == ViewSettings(64, 0.875, "native", 48, 8, subject_head=True)
-    everything_ai = OnnxPredictor.from_file(onnx_model, threshold=0.0).predict(images[:3])
+    everything_ai = OnnxPredictor.from_file(onnx_model, threshold=0.0).predict(assorted_files[:3])
     assert all(r.is_ai and r.threshold == 0.0 for r in everything_ai)
     with pytest.raises(ValueError, match="between 0 and 1"):
         OnnxPredictor.from_file(onnx_model, threshold=1.5)
 
 
-def test_bad_inputs_fail_in_place_as_in_the_pytorch_path(onnx_predictor, torch_predictor, images):
-    inputs = [images[0], b"not an image", b"", Image.open(images[1])]
+def test_bad_inputs_fail_in_place_as_in_the_pytorch_path(onnx_predictor, torch_predictor, assorted_files):
+    inputs = [assorted_files[0], b"not an image", b"", Image.open(assorted_files[1])]
     for got, expected in zip(onnx_predictor.predict(inputs), torch_predictor.predict(inputs), strict=True):
         assert type(got) is type(expected) and got.path == expected.path
         assert getattr(got, "error", None) == getattr(expected, "error", None)
 
 
-def test_cli_gives_the_pytorch_paths_output_statuses_and_errors(responsive_checkpoint, onnx_model, images, tmp_path):
+def test_cli_gives_the_pytorch_paths_output_statuses_and_errors(
+    responsive_checkpoint, onnx_model, assorted_files, tmp_path
+):
     notes = tmp_path / "notes.jpg"
     notes.write_text("not an image")
-    args = [*map(str, images[:3]), "missing.jpg", str(notes), "--json", "--top-k", "3", "--uncertain", "0.3"]
+    args = [*map(str, assorted_files[:3]), "missing.jpg", str(notes), "--json", "--top-k", "3", "--uncertain", "0.3"]
     code, out, err = run(*args, "--checkpoint", str(onnx_model))
     torch_code, torch_out, torch_err = run(*args, "--checkpoint", str(responsive_checkpoint))
     assert code == torch_code == 1 and err == torch_err
@@ -147,23 +152,23 @@ def _flat(record: dict) -> dict:
     return {**record, **top}
 
 
-def test_predict_py_with_an_onnx_model_imports_no_torch(onnx_model, images):
+def test_predict_py_with_an_onnx_model_imports_no_torch(onnx_model, assorted_files):
     script = (
         "import sys\n"
         "from detective.predict.cli import main\n"
-        f"code = main([{str(images[0])!r}, '--checkpoint', {str(onnx_model)!r}])\n"
+        f"code = main([{str(assorted_files[0])!r}, '--checkpoint', {str(onnx_model)!r}])\n"
         "heavy = ('torch', 'torchvision', 'lightning', 'hydra', 'omegaconf')\n"
         "print('CODE', code, 'HEAVY', sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith(f"{images[0]}  Object: ") and lines[-1] == "CODE 0 HEAVY []"
+    assert lines[0].startswith(f"{assorted_files[0]}  Object: ") and lines[-1] == "CODE 0 HEAVY []"
 
 
-def test_missing_onnxruntime_is_one_line_naming_the_extra(onnx_model, images, monkeypatch):
+def test_missing_onnxruntime_is_one_line_naming_the_extra(onnx_model, assorted_files, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what `import onnxruntime` meets when it is not installed
-    code, out, err = run(str(images[0]), "--checkpoint", str(onnx_model))
+    code, out, err = run(str(assorted_files[0]), "--checkpoint", str(onnx_model))
     assert (code, out) == (2, "")
     assert err == (
         "predict.py: error: predicting with model.onnx needs onnxruntime, which is not installed: "
@@ -171,16 +176,16 @@ def test_missing_onnxruntime_is_one_line_naming_the_extra(onnx_model, images, mo
     )
 
 
-def test_files_that_are_not_our_onnx_models_are_refused_in_one_line(images, tmp_path):
+def test_files_that_are_not_our_onnx_models_are_refused_in_one_line(assorted_files, tmp_path):
     missing = tmp_path / "nope.onnx"
-    code, _, err = run(str(images[0]), "--checkpoint", str(missing))
+    code, _, err = run(str(assorted_files[0]), "--checkpoint", str(missing))
     assert code == 2 and err == (
         f"predict.py: error: checkpoint not found: {missing} "
         "(write one with `python predict.py --export nope.onnx --checkpoint best.ckpt`)\n"
     )
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x00not a model" * 10)
-    code, _, err = run(str(images[0]), "--checkpoint", str(garbage))
+    code, _, err = run(str(assorted_files[0]), "--checkpoint", str(garbage))
     assert code == 2 and err.count("\n") == 1 and f"{garbage}: not a readable ONNX model (" in err
     foreign = tmp_path / "foreign.onnx"  # a valid ONNX model, but not one `--export` wrote
     graph = onnx.helper.make_graph(
@@ -213,7 +218,7 @@ def test_a_model_of_another_format_or_without_its_settings_asks_for_a_new_export
         OnnxPredictor.from_file(partial)
 
 
-def test_devices_onnxruntime_lacks_are_usage_errors(onnx_model, images):
-    code, _, err = run(str(images[0]), "--checkpoint", str(onnx_model), "--device", "mps")
+def test_devices_onnxruntime_lacks_are_usage_errors(onnx_model, assorted_files):
+    code, _, err = run(str(assorted_files[0]), "--checkpoint", str(onnx_model), "--device", "mps")
     assert code == 2
     assert err == "predict.py: error: --device mps: not available for an ONNX model; use --device cpu or auto\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from detective.predict.predictor import Predictor
 from detective.predict.results import Failure
-from detective.predict.shards import FileBatches, ShardStream, batch_results, plan, recorded, summarise
+from detective.predict.shards import FileBatches, ShardStream, batch_results, plan_shards, recorded, summarise_shards
 from tests.helpers import assert_same_records, write_image
 
 
@@ -37,10 +37,10 @@ def test_plan_skips_what_finished_shards_hold_and_drops_what_a_dead_run_left(tmp
     stream = ShardStream(tmp_path, rank=0, first=3, shard_size=2)
     stream.write(failures("a", "b", "c"))  # "c" only in the temporary file, as when a run is killed
     (tmp_path / "notes.txt").write_text("not a shard")
-    todo = plan(tmp_path, ["a", "b", "c", "d"])
+    todo = plan_shards(tmp_path, ["a", "b", "c", "d"])
     assert (todo.files, todo.done, todo.first_shard) == (["c", "d"], 2, 4)
     assert visible(tmp_path) == ["notes.txt", "part-0000-000003.jsonl"]
-    new = plan(tmp_path / "new" / "out", ["a"])
+    new = plan_shards(tmp_path / "new" / "out", ["a"])
     assert (new.files, new.done, new.first_shard) == (["a"], 0, 0)
     assert (tmp_path / "new" / "out").is_dir()
 
@@ -50,7 +50,7 @@ def test_summary_counts_failures_missing_and_repeated_inputs_and_names_the_join(
     first.write(failures("a", "b"))
     first.close()
     ShardStream(tmp_path, rank=1, shard_size=1).write(failures("b", "x"))  # "x" is not an input of this run
-    summary = summarise(tmp_path, ["a", "b", "c"], skipped=1)
+    summary = summarise_shards(tmp_path, ["a", "b", "c"], skipped=1)
     assert [f.path for f in summary.failures] == ["a", "b"]
     assert (summary.missing, summary.repeated, summary.shards, summary.complete) == (1, 1, 3, False)
     line = summary.describe()

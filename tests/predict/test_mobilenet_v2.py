@@ -3,7 +3,7 @@
 import torch
 
 from detective.model.net import DetectiveNet
-from detective.predict.lite import build_lite_net
+from detective.predict.mobilenet_v2 import build_lite_net
 
 
 def _hparams(**over):

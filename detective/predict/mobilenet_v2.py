@@ -5,7 +5,7 @@ Why it exists: `import torchvision` costs about as much as `import torch` again,
 (same parameter names), runs the same ops in the same order, and is built on the meta device so no
 time goes into random initialisation that the checkpoint's weights overwrite anyway. Weights still
 come from the checkpoint through `weights_only` loading: nothing executable is ever read from disk.
-`tests/predict/test_lite.py` checks names and outputs against `DetectiveNet` bit for bit.
+`tests/predict/test_mobilenet_v2.py` checks names and outputs against `DetectiveNet` bit for bit.
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from detective.model.fast import FROZEN_FORMS, GuardedTrace, check_frozen_form, fold_batchnorm, trace_frozen
+from detective.model.execution import FROZEN_FORMS, check_frozen_form
+from detective.model.folding import fold_batchnorm
 from detective.model.net import DetectiveNet, freeze_backbone, unfreeze_backbone
+from detective.model.tracing import GuardedTrace, trace_frozen
 from tests.helpers import ids
 
 
@@ -28,7 +30,8 @@ def realistic_net(seed: int = 0) -> DetectiveNet:
 
 
 @pytest.fixture
-def images() -> torch.Tensor:
+def pixels() -> torch.Tensor:
+    """Four random 48 px images, a uint8 batch as the data loader gives it."""
     return torch.randint(0, 256, (4, 3, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
 
 
@@ -44,35 +47,35 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
 
 @pytest.mark.parametrize("form", FROZEN_FORMS)
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_fast_forms_compute_what_the_plain_net_computes(images, form, channels_last):
+def test_fast_forms_compute_what_the_plain_net_computes(pixels, form, channels_last):
     fast = realistic_net().set_speed(channels_last=channels_last, frozen_backbone=form)
     freeze_backbone(fast)
     fast.eval()
-    expected = plain_copy(fast)(images)
+    expected = plain_copy(fast)(pixels)
     with torch.no_grad():
         for _ in range(3):  # oneDNN fusion profiles the first runs of a shape: every run must agree
-            for got, want in zip(fast(images), expected, strict=True):
+            for got, want in zip(fast(pixels), expected, strict=True):
                 assert_close(got, want)
     assert bool(fast._frozen_trunks) == (form == "jit")
 
 
-def test_under_mixed_precision_the_frozen_trunk_runs_in_bf16_and_agrees_with_eager_autocast(images):
+def test_under_mixed_precision_the_frozen_trunk_runs_in_bf16_and_agrees_with_eager_autocast(pixels):
     fast = realistic_net().set_speed(frozen_backbone="jit")
     freeze_backbone(fast)
     fast.eval()
     eager = plain_copy(fast)
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         for _ in range(3):
-            got = fast.features(images)
-        want = eager.features(images)
+            got = fast.features(pixels)
+        want = eager.features(pixels)
     assert got.dtype == torch.bfloat16  # a bf16 trace, not the float32 one with autocast ignored
     # bf16 keeps ~3 significant digits; eager autocast rounds at other places than the folded trace
     torch.testing.assert_close(got.float(), want.float(), rtol=0.05, atol=0.05 * float(want.float().abs().max()))
     with torch.no_grad():  # outside autocast the float32 trace is used again, exact as before
-        assert_close(fast.features(images), eager.features(images))
+        assert_close(fast.features(pixels), eager.features(pixels))
 
 
-def test_activations_work_in_place_only_while_the_backbone_does_not_learn(images):
+def test_activations_work_in_place_only_while_the_backbone_does_not_learn(pixels):
     net = realistic_net()
     activations = [m for m in net.backbone.modules() if isinstance(m, nn.Hardtanh)]
 
@@ -94,49 +97,49 @@ def test_activations_work_in_place_only_while_the_backbone_does_not_learn(images
             m.inplace = True  # torchvision's own setting: the same gradients, computed with an extra copy
     for model in (net, reference):
         torch.manual_seed(0)  # the same dropout mask
-        subject_logits, source_logits = model(images)
+        subject_logits, source_logits = model(pixels)
         (subject_logits.sum() + source_logits.sum()).backward()
     for got, want in zip(net.backbone_parameters(), reference.backbone_parameters(), strict=True):
         assert_close(got.grad, want.grad)
 
 
-def test_frozen_backbone_gets_no_gradients_and_the_heads_learn(images):
+def test_frozen_backbone_gets_no_gradients_and_the_heads_learn(pixels):
     net = realistic_net().set_speed()
     freeze_backbone(net)
     net.train()
-    subject_logits, source_logits = net(images)
+    subject_logits, source_logits = net(pixels)
     (subject_logits.sum() + source_logits.sum()).backward()
     assert all(p.grad is None for p in net.backbone_parameters())
     assert all(p.grad is not None for p in net.head_parameters())
 
 
-def test_no_stale_trace_after_fine_tuning_or_loading_weights(images):
+def test_no_stale_trace_after_fine_tuning_or_loading_weights(pixels):
     net = realistic_net().set_speed(frozen_backbone="jit")
     freeze_backbone(net)
     net.eval()
-    net.features(images)
+    net.features(pixels)
     unfreeze_backbone(net)  # fine-tuning changes the weights the trace was taken from
     assert not net._frozen_trunks
     with torch.no_grad():
         for p in net.backbone_parameters():
             p.mul_(0.9)
     freeze_backbone(net)
-    assert_close(net.features(images), plain_copy(net).features(images))
+    assert_close(net.features(pixels), plain_copy(net).features(pixels))
 
     other = realistic_net(seed=1)
     net.load_state_dict(other.state_dict())  # e.g. the best checkpoint before testing
     assert not net._frozen_trunks
-    assert_close(net.features(images), plain_copy(other).features(images))
+    assert_close(net.features(pixels), plain_copy(other).features(pixels))
 
 
-def test_a_net_with_a_trace_still_pickles_and_copies(images):
+def test_a_net_with_a_trace_still_pickles_and_copies(pixels):
     net = realistic_net().set_speed(frozen_backbone="jit")
     freeze_backbone(net)
     net.eval()
-    expected = net.features(images)
+    expected = net.features(pixels)
     for clone in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
         assert not clone._frozen_trunks  # rebuilt on first use, never shipped
-        assert_close(clone.features(images), expected)
+        assert_close(clone.features(pixels), expected)
 
 
 def test_speed_settings_leave_the_state_dict_alone():
@@ -145,9 +148,9 @@ def test_speed_settings_leave_the_state_dict_alone():
     assert list(fast.state_dict()) == list(DetectiveNet(3).state_dict())
 
 
-def test_trace_needs_eval_mode_and_unknown_forms_are_named(images):
+def test_trace_needs_eval_mode_and_unknown_forms_are_named(pixels):
     with pytest.raises(ValueError, match="eval mode"):
-        trace_frozen(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train(), images.float())
+        trace_frozen(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train(), pixels.float())
     with pytest.raises(ValueError, match=r"model\.frozen_backbone 'fast'"):
         check_frozen_form("fast")
 
@@ -158,38 +161,38 @@ def count_backbone_images(net: DetectiveNet) -> list[int]:
     return seen
 
 
-def test_remembered_features_are_computed_once_per_image_and_forgotten_when_weights_change(images):
+def test_cached_features_are_computed_once_per_image_and_forgotten_when_weights_change(pixels):
     net = realistic_net().set_speed(frozen_backbone="eager", cache_features=True)
     freeze_backbone(net)
     net.train()  # a frozen backbone stays in eval mode, so the same image always gives the same features
     seen = count_backbone_images(net)
-    first = net.features(images)
-    again = net.features(images.flip(0))  # same images, another order: nothing recomputed
-    mixed = net.features(torch.cat([images[:2], 255 - images[:1]]))  # one new image
+    first = net.features(pixels)
+    again = net.features(pixels.flip(0))  # same images, another order: nothing recomputed
+    mixed = net.features(torch.cat([pixels[:2], 255 - pixels[:1]]))  # one new image
     assert seen == [4, 1]
     assert_close(again, first.flip(0))
     assert_close(mixed[:2], first[:2])
-    assert_close(mixed, plain_copy(net).features(torch.cat([images[:2], 255 - images[:1]])))
+    assert_close(mixed, plain_copy(net).features(torch.cat([pixels[:2], 255 - pixels[:1]])))
 
     unfreeze_backbone(net)
     freeze_backbone(net)
-    net.features(images)
+    net.features(pixels)
     assert seen == [4, 1, 4]  # fine-tuning may have changed the weights: computed afresh
 
 
-def test_features_are_not_remembered_for_a_learning_backbone(images):
+def test_features_are_not_cached_for_a_learning_backbone(pixels):
     net = realistic_net().set_speed(cache_features=True)
     seen = count_backbone_images(net)
-    net.features(images)
-    net.features(images)
+    net.features(pixels)
+    net.features(pixels)
     assert seen == [4, 4] and not net._feature_cache
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_folded_batchnorm_learns_exactly_as_batchnorm_in_eval_mode(images, channels_last):
+def test_folded_batchnorm_learns_exactly_as_batchnorm_in_eval_mode(pixels, channels_last):
     folded_net = realistic_net().set_speed(channels_last=channels_last)
     eager = plain_copy(folded_net).set_speed(channels_last=channels_last)
-    x = folded_net.normalize(images)
+    x = folded_net.normalize(pixels)
     folded = fold_batchnorm(folded_net.backbone.eval())
     got, want = folded(x), eager.backbone.eval()(x)
     assert_close(got, want)
@@ -210,25 +213,25 @@ def test_folded_form_shares_the_trunk_and_replaces_every_conv_batchnorm_pair():
 
 
 @pytest.mark.parametrize("form", FROZEN_FORMS)
-def test_fine_tuning_with_frozen_statistics_runs_folded_unless_eager(images, form):
+def test_fine_tuning_with_frozen_statistics_runs_folded_unless_eager(pixels, form):
     net = realistic_net().set_speed(frozen_backbone=form)
     unfreeze_backbone(net, keep_statistics=True)
     net.train()
-    subject_logits, _ = net(images)  # the source head's dropout is on in train mode; the subject head has none
-    assert_close(subject_logits, plain_copy(net)(images)[0])
+    subject_logits, _ = net(pixels)  # the source head's dropout is on in train mode; the subject head has none
+    assert_close(subject_logits, plain_copy(net)(pixels)[0])
     assert ("_folded_backbone" in net.__dict__) == (form != "eager")
     assert pickle.loads(pickle.dumps(net)).__dict__.get("_folded_backbone") is None  # rebuilt, never pickled
 
 
-def test_a_frozen_backbone_remembers_tap_statistics_apart_from_pooled_features(images):
+def test_a_frozen_backbone_caches_tap_statistics_apart_from_pooled_features(pixels):
     torch.manual_seed(0)
     net = DetectiveNet(2, source_taps=[3]).set_speed(frozen_backbone="eager", cache_features=True)
     freeze_backbone(net)
     seen: list[int] = []
     net.backbone[0].register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
-    first = net.tap_statistics(images)
-    again = net.tap_statistics(images.flip(0))  # the same crops, another order: nothing recomputed
-    net.features(images)  # pooled features of the same pixels are another thing: computed
+    first = net.tap_statistics(pixels)
+    again = net.tap_statistics(pixels.flip(0))  # the same crops, another order: nothing recomputed
+    net.features(pixels)  # pooled features of the same pixels are another thing: computed
     assert seen == [4, 4] and first.shape == (4, 48)
     assert_close(again, first.flip(0))
 
@@ -256,7 +259,7 @@ def fail_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(GuardedTrace, "agrees_on", lambda self, example: True)
 
 
-def test_a_traced_form_failing_at_a_call_falls_back_to_folded_for_the_rest_of_the_run(images, monkeypatch):
+def test_a_traced_form_failing_at_a_call_falls_back_to_folded_for_the_rest_of_the_run(pixels, monkeypatch):
     fail_at_call_time(monkeypatch)
     net = realistic_net().set_speed(frozen_backbone="jit")
     freeze_backbone(net)
@@ -264,20 +267,20 @@ def test_a_traced_form_failing_at_a_call_falls_back_to_folded_for_the_rest_of_th
     want = plain_copy(net)
     with pytest.warns(UserWarning, match="runs folded for the rest of the run.*could not create a primitive") as seen:
         for size in (4, 3, 1):
-            assert_close(net.features(images[:size]), want.features(images[:size]))
+            assert_close(net.features(pixels[:size]), want.features(pixels[:size]))
     assert len(seen) == 1
     (trunk,) = net._frozen_trunks.values()
     assert trunk.failed and [b.calls for b in Breaks.made] == [1]  # tried once, then never again
 
 
-def test_a_traced_form_that_fails_its_build_time_check_is_not_used(images, monkeypatch):
+def test_a_traced_form_that_fails_its_build_time_check_is_not_used(pixels, monkeypatch):
     monkeypatch.setattr(torch.jit, "freeze", Breaks)
     trunk = realistic_net().backbone.eval()
     with pytest.warns(UserWarning, match="runs folded"):
-        form = trace_frozen(trunk, images.float())
+        form = trace_frozen(trunk, pixels.float())
     assert not isinstance(form, GuardedTrace)
     with torch.no_grad():
-        assert_close(form(images.float()), trunk(images.float()))
+        assert_close(form(pixels.float()), trunk(pixels.float()))
 
 
 @pytest.mark.parametrize("size", [32, 48, 224])
