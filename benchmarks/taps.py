@@ -1,7 +1,8 @@
 """What of the frozen MobileNetV2 tells AI images from real photos: the measurement behind `model.source_taps`,
-`model.source_statistics` and `model.source_loss`.
+`model.source_statistics` and `model.source_loss`, within one collection and across collections.
 
     uv run python benchmarks/taps.py [--data ../shared/data/realorai_dev] [--weights ...] [--folds 3]
+    uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample [--degraded]
 
 For every image, the frozen ImageNet backbone runs on its judging grid of native 224 px crops; each block's maps give
 per-channel statistics (`TAP_STATISTICS`: mean, standard deviation, detail) per crop. A logistic regression (L2,
@@ -9,10 +10,21 @@ standardised features) is cross-validated on the same stratified folds as `bench
 every crop labelled as its image ("every crop", what `source_loss: crop` trains) or on the statistics averaged over
 each image's grid ("grid mean"); an image's score is the mean of its crops' logits. Prints the mean test AUROC and
 accuracy (at logit 0) over folds per block and per set of blocks.
+
+`--across` leaves one collection out (names under ../shared/data, or paths): fitted on every crop of the others
+(each collection's real and AI crops weighted equally), judged on the one left out, per set of features, by two
+scorers: the logistic regression, and a model of real photos only (how far a crop's features lie from the training
+collections' real crops: squared Mahalanobis distance, covariance shrunk towards its diagonal). Prints AUROC,
+balanced accuracy at logit 0 and the share of confidently wrong answers (p < 0.1 or > 0.9 on the wrong side) of
+each held-out collection. `--degraded` adds, for training only, a degraded copy of every image (downscaled by 0.5-1
+at random, re-compressed as JPEG at quality 60-95, some blurred): the augmentation lever, measured without training
+a network. Statistics are kept under benchmarks/results/taps/ so a second run skips the backbone.
 """
 
 from __future__ import annotations
 
+import io
+import random
 import sys
 from pathlib import Path
 
@@ -23,13 +35,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from detect import folds_of, folds_parser, image_files  # noqa: E402
+from detect import RESULTS, folds_of, folds_parser, image_files  # noqa: E402
 
 from detective.model.net import TAP_STATISTICS  # noqa: E402
 
 BLOCKS = (0, 1, 2, 3, 4, 6, 8, 10, 13, 16, 18)  # reported one by one
 EARLY = tuple(range(11))  # every block down to the 14x14 maps
-# (blocks, statistics, fitted on): the sets compared
+DEEP = (13, 16, 18)  # the 7x7 maps' blocks: what ImageNet taught the network about content
+# (blocks, statistics, fitted on): the sets compared within one collection
 SETS = (
     ((3, 6, 10), ("mean", "std"), "grid mean"),  # the default before
     ((3, 6, 10), ("mean", "std"), "every crop"),
@@ -38,11 +51,45 @@ SETS = (
     (EARLY, ("mean", "std", "detail"), "every crop"),  # the default
     ((0, 2, 4, 8, 10), ("mean", "std", "detail"), "every crop"),
 )
+# name: [(blocks, statistics), ...]: the sets compared across collections
+ACROSS_SETS = {
+    "early statistics (default)": [(EARLY, ("mean", "std", "detail"))],
+    "early means and spreads": [(EARLY, ("mean", "std"))],
+    "deep pooled": [(DEEP, ("mean",))],
+    "last block pooled": [((18,), ("mean",))],
+    "early statistics + deep pooled": [(EARLY, ("mean", "std", "detail")), (DEEP, ("mean",))],
+    "every block's statistics": [(tuple(range(19)), ("mean", "std", "detail"))],
+}
 L2 = 1e-4
+SHRINK = 0.1  # the real-photo model's covariance: (1 - SHRINK) of the sample's, SHRINK of its diagonal
+AI_FOLDERS = ("ai", "1_fake")
 
 
-def block_statistics(files: list[Path], weights: Path) -> dict[tuple[int, str], torch.Tensor]:
-    """Per (block, statistic), every block: [images, crops, channels], over each image's judging grid."""
+def degraded(path: Path, seed: int) -> torch.Tensor:
+    """`path` decoded, then downscaled by 0.5-1 (half the time), blurred (a third of the time) and re-compressed as
+    JPEG at quality 60-95, drawn from `seed`: a uint8 (3, H, W) tensor."""
+    from PIL import Image, ImageFilter, ImageOps
+
+    from detective.data.transforms import load_image
+
+    rng = random.Random(seed)
+    with Image.open(path) as opened:
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+    if rng.random() < 0.5:
+        scale = rng.uniform(0.5, 1.0)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
+    if rng.random() < 1 / 3:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.5)))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=rng.randint(60, 95))
+    return load_image(io.BytesIO(buffer.getvalue()))
+
+
+def block_statistics(
+    files: list[Path], weights: Path, degrade: bool = False
+) -> tuple[dict[tuple[int, str], torch.Tensor], torch.Tensor]:
+    """Per (block, statistic), every block: [crops, channels] over each image's judging grid, all images' crops in
+    a row, and the image each crop belongs to [crops]."""
     import torchvision
 
     from detective.constants import IMAGENET_MEAN, IMAGENET_STD
@@ -54,68 +101,172 @@ def block_statistics(files: list[Path], weights: Path) -> dict[tuple[int, str], 
     trunk = net.features.eval()
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     stats: dict[tuple[int, str], list[torch.Tensor]] = {(b, s): [] for b in range(len(trunk)) for s in TAP_STATISTICS}
+    owner = []
     with torch.inference_mode():
-        for path in files:
-            x = (grid_crops(load_image(path), 224, 16).float() / 255 - mean) / std
-            for index, block in enumerate(trunk):
-                x = block(x)
-                for name, statistic in TAP_STATISTICS.items():
-                    stats[index, name].append(statistic(x))
-    return {key: torch.stack(v) for key, v in stats.items()}
+        for index, path in enumerate(files):
+            image = degraded(path, index) if degrade else load_image(path)
+            crops = (grid_crops(image, 224, 16).float() / 255 - mean) / std
+            owner += [index] * len(crops)
+            for x in crops.split(4):  # a few crops at a time: faster on a CPU (README "Speed")
+                for block_index, block in enumerate(trunk):
+                    x = block(x)
+                    for name, statistic in TAP_STATISTICS.items():
+                        stats[block_index, name].append(statistic(x))
+    return {key: torch.cat(v) for key, v in stats.items()}, torch.tensor(owner)
 
 
-def fitted_scores(train: torch.Tensor, y: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
-    """A logistic regression on standardised `train` rows [N, crops, D] (labels `y` [N], one per image, for every
-    crop of it), converged by L-BFGS; the mean of its logits over each `test` image's crops."""
-    rows, labels = train.flatten(0, 1), y.repeat_interleave(train.shape[1])
+def per_image(rows: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+    """The mean of each image's rows."""
+    images = int(owner.max()) + 1
+    sums = torch.zeros(images, *rows.shape[1:]).index_add_(0, owner, rows)
+    return sums / torch.bincount(owner, minlength=images).view(-1, *[1] * (rows.dim() - 1))
+
+
+def logistic(rows: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None):
+    """A logistic regression on standardised `rows` [N, D] with 0/1 `labels` [N] (and per-row weights), converged by
+    L-BFGS: the function that gives new rows their logits."""
     mu, sd = rows.mean(0), rows.std(0) + 1e-6
+    weight = torch.ones(len(rows)) if weight is None else weight / weight.mean()
     w = torch.zeros(rows.shape[1], requires_grad=True)
     b = torch.zeros(1, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=300)
+    standardized = (rows - mu) / sd
 
     def loss() -> torch.Tensor:
         opt.zero_grad()
-        value = F.binary_cross_entropy_with_logits((rows - mu) / sd @ w + b, labels) + L2 * (w**2).sum()
+        value = F.binary_cross_entropy_with_logits(standardized @ w + b, labels, weight) + L2 * (w**2).sum()
         value.backward()
         return value
 
     opt.step(loss)
-    return (((test - mu) / sd @ w + b).mean(1)).detach()
+    return lambda new: ((new - mu) / sd @ w + b).detach()
 
 
-def cross_validated(x: torch.Tensor, y: torch.Tensor, fold: torch.Tensor) -> tuple[float, float]:
-    """Mean test AUROC and accuracy (at logit 0) over the folds."""
+def real_photo_model(real_rows: torch.Tensor):
+    """How far rows lie from `real_rows`' distribution (squared Mahalanobis distance, shrunk covariance): the
+    function that scores new rows, larger = less like a real photo."""
+    mu, sd = real_rows.mean(0), real_rows.std(0) + 1e-6
+    z = (real_rows - mu) / sd
+    covariance = torch.cov(z.T)
+    covariance = (1 - SHRINK) * covariance + SHRINK * torch.diag(torch.diagonal(covariance))
+    precision = torch.linalg.pinv(covariance, hermitian=True)
+    return lambda new: (((new - mu) / sd) @ precision * ((new - mu) / sd)).sum(1)
+
+
+def cross_validated(x: torch.Tensor, owner: torch.Tensor, y: torch.Tensor, fold: torch.Tensor) -> tuple[float, float]:
+    """Mean test AUROC and accuracy (at logit 0) over the folds; `x` has a row per crop of image `owner`."""
     from torchmetrics.functional.classification import binary_auroc
 
     aurocs, accuracies = [], []
     for k in fold.unique():
-        test = fold == k
-        scores = fitted_scores(x[~test], y[~test], x[test])
-        aurocs.append(float(binary_auroc(scores, y[test].long())))
-        accuracies.append(float(((scores > 0).float() == y[test]).float().mean()))
+        test = fold[owner] == k
+        scorer = logistic(x[~test], y[owner[~test]])
+        test_owner = torch.unique(owner[test], return_inverse=True)[1]
+        scores = per_image(scorer(x[test]), test_owner)
+        truth = y[fold == k]
+        aurocs.append(float(binary_auroc(scores, truth.long())))
+        accuracies.append(float(((scores > 0).float() == truth).float().mean()))
     return sum(aurocs) / len(aurocs), sum(accuracies) / len(accuracies)
 
 
-def report(stats: dict, y: torch.Tensor, fold: torch.Tensor, blocks, names, fitted_on: str) -> None:
-    x = torch.cat([stats[b, s] for b in blocks for s in names], 2)
+def features(stats: dict, parts: list[tuple[tuple[int, ...], tuple[str, ...]]]) -> torch.Tensor:
+    return torch.cat([stats[b, s] for blocks, names in parts for b in blocks for s in names], 1)
+
+
+def report(stats: dict, owner: torch.Tensor, y: torch.Tensor, fold: torch.Tensor, blocks, names, fitted_on) -> None:
+    x = features(stats, [(blocks, names)])
     if fitted_on == "grid mean":
-        x = x.mean(1, keepdim=True)
-    auroc, accuracy = cross_validated(x, y, fold)
-    label = f"blocks {', '.join(map(str, blocks))}; {', '.join(names)}; {fitted_on} ({x.shape[2]} values)"
+        x, owner = per_image(x, owner), torch.arange(len(y))
+    auroc, accuracy = cross_validated(x, owner, y, fold)
+    label = f"blocks {', '.join(map(str, blocks))}; {', '.join(names)}; {fitted_on} ({x.shape[1]} values)"
     print(f"{label}: AUROC {auroc:.3f}, accuracy {accuracy:.3f}", flush=True)
 
 
+class Collection:
+    """One collection's crops' statistics (and a degraded copy's, when asked), labels and owners, kept on disk."""
+
+    def __init__(self, root: Path, weights: Path, degrade: bool) -> None:
+        self.name = root.name
+        files = image_files(root)
+        self.y = torch.tensor([f.parent.name in AI_FOLDERS for f in files]).float()
+        self.stats, self.owner = self.cached(files, weights, False)
+        self.degraded = self.cached(files, weights, True) if degrade else None
+
+    def cached(self, files: list[Path], weights: Path, degrade: bool):
+        path = RESULTS / "taps" / f"{self.name}{'-degraded' if degrade else ''}.pt"
+        if path.exists():
+            saved = torch.load(path, weights_only=False)
+            if saved["files"] == [f.name for f in files]:
+                return saved["stats"], saved["owner"]
+        stats, owner = block_statistics(files, weights, degrade)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"files": [f.name for f in files], "stats": stats, "owner": owner}, path)
+        return stats, owner
+
+    def training_rows(self, parts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(features, labels, weights) of every training crop: real and AI weigh one half each in the collection."""
+        views = [(self.stats, self.owner)] + ([self.degraded] if self.degraded else [])
+        x = torch.cat([features(stats, parts) for stats, _ in views])
+        labels = torch.cat([self.y[owner] for _, owner in views])
+        weight = torch.where(labels == 1, 0.5 / labels.sum(), 0.5 / (1 - labels).sum())
+        return x, labels, weight
+
+
+def held_out_metrics(scores: torch.Tensor, truth: torch.Tensor, logits: bool) -> dict[str, float]:
+    from torchmetrics.functional.classification import binary_auroc
+
+    metrics = {"auroc": float(binary_auroc(scores, truth.long()))}
+    if logits:
+        said_ai = scores > 0
+        metrics["balanced"] = float((said_ai[truth == 1].float().mean() + (~said_ai[truth == 0]).float().mean()) / 2)
+        p = torch.sigmoid(scores)
+        wrong = ((p > 0.9) & (truth == 0)) | ((p < 0.1) & (truth == 1))
+        metrics["confidently_wrong"] = float(wrong.float().mean())
+    return metrics
+
+
+def across(collections: list[Collection]) -> None:
+    """Leave each collection out in turn, per feature set and scorer; prints a Markdown table."""
+    print("\n| features | scorer | " + " | ".join(f"{c.name} left out" for c in collections) + " |")
+    print("|---|---|" + "---|" * len(collections))
+    for name, parts in ACROSS_SETS.items():
+        cells = {"logistic": [], "real photos only": []}
+        for judged in collections:
+            train = [c.training_rows(parts) for c in collections if c is not judged]
+            x, labels, weight = (torch.cat(t) for t in zip(*train, strict=True))
+            test = features(judged.stats, parts)
+            for scorer_name, scorer in (
+                ("logistic", logistic(x, labels, weight)),
+                ("real photos only", real_photo_model(x[labels == 0])),
+            ):
+                m = held_out_metrics(per_image(scorer(test), judged.owner), judged.y, scorer_name == "logistic")
+                cells[scorer_name].append(
+                    f"{m['auroc']:.3f}"
+                    + (f" / {m['balanced']:.3f} / {m['confidently_wrong']:.0%}" if "balanced" in m else "")
+                )
+        for scorer_name, row in cells.items():
+            print(f"| {name} | {scorer_name} | " + " | ".join(row) + " |", flush=True)
+    print("\nlogistic: AUROC / balanced accuracy at logit 0 / confidently wrong; real photos only: AUROC")
+
+
 def main() -> None:
-    args = folds_parser(__doc__).parse_args()
+    parser = folds_parser(__doc__)
+    parser.add_argument("--across", help="collections, comma-separated: leave each out in turn")
+    parser.add_argument("--degraded", action="store_true", help="--across: train on a degraded copy of each too")
+    args = parser.parse_args()
+    if args.across:
+        roots = [Path(c) if "/" in c else REPO.parent / "shared" / "data" / c for c in args.across.split(",")]
+        across([Collection(root, args.weights, args.degraded) for root in roots])
+        return
     files = image_files(args.data)
-    y = torch.tensor([f.parent.name in ("ai", "1_fake") for f in files]).float()
+    y = torch.tensor([f.parent.name in AI_FOLDERS for f in files]).float()
     fold = torch.tensor(folds_of(files, args.folds))
-    stats = block_statistics(files, args.weights)
+    stats, owner = block_statistics(files, args.weights)
     for block in BLOCKS:
         for names in (("mean", "std"), ("mean", "std", "detail")):
-            report(stats, y, fold, (block,), names, "every crop")
+            report(stats, owner, y, fold, (block,), names, "every crop")
     for blocks, names, fitted_on in SETS:
-        report(stats, y, fold, blocks, names, fitted_on)
+        report(stats, owner, y, fold, blocks, names, fitted_on)
 
 
 if __name__ == "__main__":
