@@ -11,14 +11,15 @@ every crop labelled as its image ("every crop", what `source_loss: crop` trains)
 each image's grid ("grid mean"); an image's score is the mean of its crops' logits. Prints the mean test AUROC and
 accuracy (at logit 0) over folds per block and per set of blocks.
 
-`--across` leaves one collection out (names under ../shared/data, or paths): fitted on every crop of the others
-(each collection's real and AI crops weighted equally), judged on the one left out, per set of features, by two
-scorers: the logistic regression, and a model of real photos only (how far a crop's features lie from the training
-collections' real crops: squared Mahalanobis distance, covariance shrunk towards its diagonal). Prints AUROC,
-balanced accuracy at logit 0 and the share of confidently wrong answers (p < 0.1 or > 0.9 on the wrong side) of
-each held-out collection. `--degraded` adds, for training only, a degraded copy of every image (downscaled by 0.5-1
-at random, re-compressed as JPEG at quality 60-95, some blurred): the augmentation lever, measured without training
-a network. Statistics are kept under benchmarks/results/taps/ so a second run skips the backbone.
+`--across` leaves one collection out (names under ../shared/data, or paths): fitted on every crop of the others (each
+collection's real and AI crops weighted equally), judged on the one left out, per set of features, by two scorers: the
+logistic regression, and a model of real photos only (how far a crop's features lie from the training collections'
+real crops: squared Mahalanobis distance, covariance shrunk towards its diagonal). Prints AUROC, balanced accuracy at
+logit 0 and the share of confidently wrong answers (p < 0.1 or > 0.9 on the wrong side) of each held-out collection,
+also after temperature scaling fitted on every 7th image of the training collections (kept out of the regression), as
+a validation split would fit it. `--degraded` adds, for training only, a degraded copy of every image (rescaled by
+0.5-1.5 at random, re-compressed as JPEG at quality 60-95, some blurred): the augmentation lever, measured without
+training a network. Statistics are kept under benchmarks/results/taps/ so a second run skips the backbone.
 """
 
 from __future__ import annotations
@@ -58,16 +59,17 @@ ACROSS_SETS = {
     "deep pooled": [(DEEP, ("mean",))],
     "last block pooled": [((18,), ("mean",))],
     "early statistics + deep pooled": [(EARLY, ("mean", "std", "detail")), (DEEP, ("mean",))],
-    "every block's statistics": [(tuple(range(19)), ("mean", "std", "detail"))],
 }
 L2 = 1e-4
+VALIDATION_EVERY = 7  # --across: every 7th image of a training collection fits the temperature, not the regression
 SHRINK = 0.1  # the real-photo model's covariance: (1 - SHRINK) of the sample's, SHRINK of its diagonal
 AI_FOLDERS = ("ai", "1_fake")
 
 
 def degraded(path: Path, seed: int) -> torch.Tensor:
-    """`path` decoded, then downscaled by 0.5-1 (half the time), blurred (a third of the time) and re-compressed as
-    JPEG at quality 60-95, drawn from `seed`: a uint8 (3, H, W) tensor."""
+    """`path` decoded, then rescaled by 0.5-1.5 with a filter drawn from bilinear, bicubic and Lanczos (half the
+    time), blurred (a third of the time) and re-compressed as JPEG at quality 60-95, all drawn from `seed`: a uint8
+    (3, H, W) tensor. Resampling traces then mark both sources alike."""
     from PIL import Image, ImageFilter, ImageOps
 
     from detective.data.transforms import load_image
@@ -76,8 +78,8 @@ def degraded(path: Path, seed: int) -> torch.Tensor:
     with Image.open(path) as opened:
         image = ImageOps.exif_transpose(opened).convert("RGB")
     if rng.random() < 0.5:
-        scale = rng.uniform(0.5, 1.0)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
+        scale, resample = rng.uniform(0.5, 1.5), rng.choice((Image.BILINEAR, Image.BICUBIC, Image.LANCZOS))
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample)
     if rng.random() < 1 / 3:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.5)))
     buffer = io.BytesIO()
@@ -98,14 +100,16 @@ def block_statistics(
 
     net = torchvision.models.mobilenet_v2()
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    trunk = net.features.eval()
+    trunk = net.features.eval().to(memory_format=torch.channels_last)
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     stats: dict[tuple[int, str], list[torch.Tensor]] = {(b, s): [] for b in range(len(trunk)) for s in TAP_STATISTICS}
     owner = []
     with torch.inference_mode():
         for index, path in enumerate(files):
             image = degraded(path, index) if degrade else load_image(path)
-            crops = (grid_crops(image, 224, 16).float() / 255 - mean) / std
+            crops = ((grid_crops(image, 224, 16).float() / 255 - mean) / std).contiguous(
+                memory_format=torch.channels_last
+            )
             owner += [index] * len(crops)
             for x in crops.split(4):  # a few crops at a time: faster on a CPU (README "Speed")
                 for block_index, block in enumerate(trunk):
@@ -153,10 +157,17 @@ def real_photo_model(real_rows: torch.Tensor):
     return lambda new: (((new - mu) / sd) @ precision * ((new - mu) / sd)).sum(1)
 
 
-def cross_validated(x: torch.Tensor, owner: torch.Tensor, y: torch.Tensor, fold: torch.Tensor) -> tuple[float, float]:
-    """Mean test AUROC and accuracy (at logit 0) over the folds; `x` has a row per crop of image `owner`."""
+def auroc(scores: torch.Tensor, truth: torch.Tensor) -> float:
+    """AUROC of any scores: torchmetrics reads scores outside [0, 1] as logits and squashes them, which ties large
+    ones, so they are rescaled to [0, 1] first (in float64, keeping their order)."""
     from torchmetrics.functional.classification import binary_auroc
 
+    scores = scores.double()
+    return float(binary_auroc((scores - scores.min()) / (scores.max() - scores.min()), truth.long()))
+
+
+def cross_validated(x: torch.Tensor, owner: torch.Tensor, y: torch.Tensor, fold: torch.Tensor) -> tuple[float, float]:
+    """Mean test AUROC and accuracy (at logit 0) over the folds; `x` has a row per crop of image `owner`."""
     aurocs, accuracies = [], []
     for k in fold.unique():
         test = fold[owner] == k
@@ -164,7 +175,7 @@ def cross_validated(x: torch.Tensor, owner: torch.Tensor, y: torch.Tensor, fold:
         test_owner = torch.unique(owner[test], return_inverse=True)[1]
         scores = per_image(scorer(x[test]), test_owner)
         truth = y[fold == k]
-        aurocs.append(float(binary_auroc(scores, truth.long())))
+        aurocs.append(auroc(scores, truth))
         accuracies.append(float(((scores > 0).float() == truth).float().mean()))
     return sum(aurocs) / len(aurocs), sum(accuracies) / len(accuracies)
 
@@ -203,25 +214,37 @@ class Collection:
         torch.save({"files": [f.name for f in files], "stats": stats, "owner": owner}, path)
         return stats, owner
 
-    def training_rows(self, parts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(features, labels, weights) of every training crop: real and AI weigh one half each in the collection."""
-        views = [(self.stats, self.owner)] + ([self.degraded] if self.degraded else [])
-        x = torch.cat([features(stats, parts) for stats, _ in views])
-        labels = torch.cat([self.y[owner] for _, owner in views])
+    def training_rows(self, parts, validation: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(features, labels, weights) of every training crop, real and AI weighing one half each in the collection;
+        every 7th image is kept apart as validation (`validation=True`: its crops, original views only)."""
+        views = [(self.stats, self.owner)] + ([self.degraded] if self.degraded and not validation else [])
+        keep = [(owner % VALIDATION_EVERY == 0) == validation for _, owner in views]
+        x = torch.cat([features(stats, parts)[k] for (stats, _), k in zip(views, keep, strict=True)])
+        labels = torch.cat([self.y[owner[k]] for (_, owner), k in zip(views, keep, strict=True)])
         weight = torch.where(labels == 1, 0.5 / labels.sum(), 0.5 / (1 - labels).sum())
         return x, labels, weight
 
+    def validation_images(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean score, label) of each validation image, from `scores` of its crops in `training_rows` order."""
+        owner = self.owner[self.owner % VALIDATION_EVERY == 0]
+        return per_image(scores, torch.unique(owner, return_inverse=True)[1]), self.y[owner.unique()]
 
-def held_out_metrics(scores: torch.Tensor, truth: torch.Tensor, logits: bool) -> dict[str, float]:
-    from torchmetrics.functional.classification import binary_auroc
 
-    metrics = {"auroc": float(binary_auroc(scores, truth.long()))}
+def temperature(logits: torch.Tensor, truth: torch.Tensor) -> float:
+    """The T that minimises the log loss of sigmoid(logit / T) (log-spaced from 0.1 to 100)."""
+    grid = torch.logspace(-1, 2, 61)
+    losses = torch.stack([F.binary_cross_entropy_with_logits(logits / t, truth) for t in grid])
+    return float(grid[int(losses.argmin())])
+
+
+def held_out_metrics(scores: torch.Tensor, truth: torch.Tensor, logits: bool, t: float = 1.0) -> dict[str, float]:
+    metrics = {"auroc": auroc(scores, truth)}
     if logits:
         said_ai = scores > 0
         metrics["balanced"] = float((said_ai[truth == 1].float().mean() + (~said_ai[truth == 0]).float().mean()) / 2)
-        p = torch.sigmoid(scores)
-        wrong = ((p > 0.9) & (truth == 0)) | ((p < 0.1) & (truth == 1))
-        metrics["confidently_wrong"] = float(wrong.float().mean())
+        for name, p in (("confidently_wrong", torch.sigmoid(scores)), ("tempered", torch.sigmoid(scores / t))):
+            wrong = ((p > 0.9) & (truth == 0)) | ((p < 0.1) & (truth == 1))
+            metrics[name] = float(wrong.float().mean())
     return metrics
 
 
@@ -232,21 +255,28 @@ def across(collections: list[Collection]) -> None:
     for name, parts in ACROSS_SETS.items():
         cells = {"logistic": [], "real photos only": []}
         for judged in collections:
-            train = [c.training_rows(parts) for c in collections if c is not judged]
-            x, labels, weight = (torch.cat(t) for t in zip(*train, strict=True))
+            others = [c for c in collections if c is not judged]
+            x, labels, weight = (torch.cat(t) for t in zip(*[c.training_rows(parts) for c in others], strict=True))
             test = features(judged.stats, parts)
-            for scorer_name, scorer in (
-                ("logistic", logistic(x, labels, weight)),
-                ("real photos only", real_photo_model(x[labels == 0])),
-            ):
-                m = held_out_metrics(per_image(scorer(test), judged.owner), judged.y, scorer_name == "logistic")
+            fitted = logistic(x, labels, weight)
+            validation = [c.validation_images(fitted(c.training_rows(parts, True)[0])) for c in others]
+            t = temperature(*(torch.cat(v) for v in zip(*validation, strict=True)))
+            for scorer_name, scorer in (("logistic", fitted), ("real photos only", real_photo_model(x[labels == 0]))):
+                m = held_out_metrics(per_image(scorer(test), judged.owner), judged.y, scorer_name == "logistic", t)
                 cells[scorer_name].append(
                     f"{m['auroc']:.3f}"
-                    + (f" / {m['balanced']:.3f} / {m['confidently_wrong']:.0%}" if "balanced" in m else "")
+                    + (
+                        f" / {m['balanced']:.3f} / {m['confidently_wrong']:.0%} (T {t:.2g}: {m['tempered']:.0%})"
+                        if "balanced" in m
+                        else ""
+                    )
                 )
         for scorer_name, row in cells.items():
             print(f"| {name} | {scorer_name} | " + " | ".join(row) + " |", flush=True)
-    print("\nlogistic: AUROC / balanced accuracy at logit 0 / confidently wrong; real photos only: AUROC")
+    print(
+        "\nlogistic: AUROC / balanced accuracy at logit 0 / confidently wrong (with the temperature T fitted on the"
+        " training collections' validation images: confidently wrong); real photos only: AUROC"
+    )
 
 
 def main() -> None:
@@ -254,6 +284,7 @@ def main() -> None:
     parser.add_argument("--across", help="collections, comma-separated: leave each out in turn")
     parser.add_argument("--degraded", action="store_true", help="--across: train on a degraded copy of each too")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # beside training runs on a shared machine: threads of one process wait on each other
     if args.across:
         roots = [Path(c) if "/" in c else REPO.parent / "shared" / "data" / c for c in args.across.split(",")]
         across([Collection(root, args.weights, args.degraded) for root in roots])
