@@ -106,6 +106,7 @@ def crop_chunk(x: Tensor) -> int:
     """How many of `x`'s crops one backbone call takes without autograd, on `x`'s device."""
     return CPU_CROP_CHUNK if x.device.type == "cpu" else GPU_CROP_CHUNK
 
+
 # The constructor arguments that define the architecture; a checkpoint stores them as hyperparameters.
 ARCHITECTURE_KEYS = (
     "backbone",
