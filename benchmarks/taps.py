@@ -97,6 +97,7 @@ def block_statistics(
     from detective.constants import IMAGENET_MEAN, IMAGENET_STD
     from detective.data.transforms import load_image
     from detective.data.views import grid_crops
+    from detective.memory import trim_freed_memory
 
     net = torchvision.models.mobilenet_v2()
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
@@ -111,6 +112,7 @@ def block_statistics(
                 memory_format=torch.channels_last
             )
             owner += [index] * len(crops)
+            trim_freed_memory()  # the small statistics kept between big freed maps would otherwise pin the heap
             for x in crops.split(4):  # a few crops at a time: faster on a CPU (README "Speed")
                 for block_index, block in enumerate(trunk):
                     x = block(x)
