@@ -93,6 +93,17 @@ def fold_root(data: Path, files: list[Path], fold: list[int], k: int, workdir: P
     return root
 
 
+def whole_process(
+    cmd: list[str], stdout: Any, stderr: Any, env: dict[str, str] | None = None
+) -> tuple[float, float, int]:
+    """Run `cmd` from the repository as one fresh process: its wall seconds, its peak resident MB (the kernel's
+    figure for it and the children it waited for, `wait4`) and its exit code."""
+    start = time.perf_counter()
+    process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=stdout, stderr=stderr)
+    _, status, usage = os.wait4(process.pid, 0)
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
 def train_run(root: Path, out: Path, overrides: list[str], weights: Path, epochs: int | None) -> float:
     """One `train.py` process; returns its wall time in seconds. A run that already finished (its time recorded
     beside it) is not trained again, so an interrupted benchmark resumes where it stopped."""

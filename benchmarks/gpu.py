@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -34,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]  # detective and detect.py, however this file is started
 
-from detect import fold_root, folds_of, image_files, test_metric  # noqa: E402
+from detect import fold_root, folds_of, image_files, test_metric, whole_process  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 GPU_OVERRIDES = ["trainer=gpu", "trainer.precision=bf16-mixed"]
@@ -68,13 +67,10 @@ def run_timed(cmd: list[str], log: Path, stdout: Path | None = None) -> Timed:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as err, open(stdout, "w") if stdout else err as out:
-        start = time.perf_counter()
-        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+        seconds, peak_mb, code = whole_process(cmd, out, err, env)
+    if code != 0:
         raise SystemExit(f"{' '.join(cmd)}\nfailed; the end of {log}:\n{log.read_text()[-3000:]}")
-    return Timed(seconds, usage.ru_maxrss / 1024, cmd)
+    return Timed(seconds, peak_mb, cmd)
 
 
 def train_fold(root: Path, run: Path, overrides: list[str]) -> Timed:

@@ -21,27 +21,28 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO))
+
+from detect import whole_process  # noqa: E402
+
 PHONE = (4032, 3024)
 REFERENCE_BATCH = 64
 
 
 def measured(cmd: list[str], threads: int) -> dict[str, float]:
     """Wall seconds and peak resident MB of one fresh process (its output discarded; a failure is an error)."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    start = time.perf_counter()
-    process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{process.stderr.read().decode()[-2000:]}")
-    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024}
+    with tempfile.TemporaryFile() as err:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        seconds, peak_mb, code = whole_process(cmd, subprocess.DEVNULL, err, env)
+        if code != 0:
+            err.seek(0)
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{err.read().decode()[-2000:]}")
+    return {"seconds": seconds, "peak_mb": peak_mb}
 
 
 def reference(checkpoint: Path, folder: Path, threads: int) -> None:
