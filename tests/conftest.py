@@ -55,10 +55,13 @@ TRAINING_FIXTURES = {"trained_checkpoint"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that needs a checkpoint trains one (once per session): it is slow, whatever file it lives in."""
+    """A test that needs a checkpoint trains one (once per session): it is slow, whatever file it lives in. Slow
+    tests run first, so that the two workers share them and the fast ones fill the gaps, instead of one worker
+    finishing a long run alone at the end."""
     for item in items:
         if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: files keep their order
 
 
 class SessionFixtureFailures:

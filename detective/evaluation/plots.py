@@ -23,7 +23,7 @@ from torchmetrics.functional.classification import binary_precision_recall_curve
 
 from detective.data.images import ImageDecodeError, load_rgb
 from detective.evaluation.metrics import CALIBRATION_BINS, expected_calibration_error
-from detective.evaluation.report import Evaluation
+from detective.evaluation.records import Evaluation
 from detective.evaluation.text import truth_text
 from detective.files import atomic_write
 

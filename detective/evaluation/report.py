@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,29 +19,13 @@ from detective.evaluation.metrics import (
     source_metrics,
     subject_metrics,
 )
+from detective.evaluation.records import Evaluation, Record
 from detective.evaluation.text import n_images
 
 WORST_SHOWN = 16  # most confidently wrong images listed and drawn
 SIZE_BUCKETS = ((256, "<256px"), (512, "256-511px"), (1024, "512-1023px"))  # by the shorter side
 JPEG_BUCKETS = ((70, "q<70"), (90, "q70-89"))
 SLICES = ("subject", "format", "size", "jpeg_quality")
-
-
-@dataclass(frozen=True)
-class Record:
-    """One evaluated image: the truth from its path, the predictor's answers, and the facts slices group by."""
-
-    path: Path
-    subject: str
-    is_ai: bool
-    ai_probability: float
-    predicted_subject: str = ""
-    subject_confidence: float = 0.0
-    uncertain: bool = False
-    unfamiliar: bool | None = None
-    format: str = ""
-    size: tuple[int, int] = (0, 0)
-    jpeg_quality: int | None = None
 
 
 def size_bucket(size: tuple[int, int]) -> str:
@@ -107,14 +89,6 @@ def wrongness(record: Record, threshold: float, subject_scored: bool) -> float:
     wrong_source = (record.ai_probability >= threshold) != record.is_ai
     wrong_subject = subject_scored and record.predicted_subject != record.subject
     return max(source if wrong_source else 0.0, record.subject_confidence if wrong_subject else 0.0)
-
-
-@dataclass
-class Evaluation:
-    """A finished evaluation: the report (plain values, what `--json` prints) and the records behind it."""
-
-    report: dict[str, Any]
-    records: list[Record] = field(default_factory=list)
 
 
 def subject_section(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from importlib import import_module
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,7 @@ from PIL import Image
 from detective.data.images import ImageDecodeError, jpeg_quality, load_rgb, opened_header
 from detective.data.labels import LabelRule
 from detective.data.scan import Sample, scan_folder
-from detective.evaluation.metrics import source_metrics
-from detective.evaluation.report import Evaluation, Record, build_report
+from detective.evaluation.records import Evaluation, Record
 from detective.predict.perturb import Perturbation
 from detective.predict.predictor import Failure, Prediction, Predictor, default_workers
 
@@ -100,14 +100,19 @@ def evaluate_samples(
     """Predict labelled samples and score them: (the evaluation, the samples that could not be read). The end of a
     training run uses it on its test split, `evaluate_folder` on a scanned folder."""
     records, failed = [], []
-    for sample, result in zip(
-        samples, predictor.iter_predict([s.path for s in samples], batch_size, 1, workers), strict=True
-    ):
-        tick()
-        if isinstance(result, Failure):
-            failed.append({"path": str(sample.path), "error": result.error})
-            continue
-        records.append(_record(sample, result))
+    with ThreadPoolExecutor(1) as pool:
+        # The figures' module imports torchmetrics, which pulls in torchvision's models and torch._dynamo: a few
+        # seconds of start-up, spent here while the images are judged instead of before.
+        report = pool.submit(import_module, "detective.evaluation.report")
+        for sample, result in zip(
+            samples, predictor.iter_predict([s.path for s in samples], batch_size, 1, workers), strict=True
+        ):
+            tick()
+            if isinstance(result, Failure):
+                failed.append({"path": str(sample.path), "error": result.error})
+                continue
+            records.append(_record(sample, result))
+        build_report = report.result().build_report
     evaluation = build_report(records, predictor.subjects, predictor.threshold, predictor.uncertain, subject_head)
     return evaluation, failed
 
@@ -159,6 +164,8 @@ def robustness(
         else:
             probs.append(result)
             target.append(int(record.is_ai))
+    from detective.evaluation.metrics import source_metrics  # imported by the time records exist (evaluate_samples)
+
     metrics = source_metrics(probs, target, predictor.threshold) if probs else None
     return {"perturbation": str(perturbation), "source": metrics, "excluded": failed}
 

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from detective.evaluation.report import Record, build_report, slices
+from detective.evaluation.records import Record
+from detective.evaluation.report import build_report, slices
 from detective.evaluation.text import format_evaluation
 
 

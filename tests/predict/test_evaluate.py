@@ -242,3 +242,11 @@ def test_evaluation_imports_no_lightning_or_hydra_and_prediction_no_matplotlib(t
     )
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.stdout.splitlines()[-2:] == ["PREDICT []", "EVALUATE []"], proc.stderr
+
+
+def test_the_metrics_library_is_imported_while_images_are_judged_not_before():
+    """torchmetrics takes seconds to import; `evaluate_samples` imports it in a thread beside the predictions, which
+    only works while the evaluation driver itself does not import it."""
+    script = "import sys, detective.predict.evaluate\nprint([m for m in sys.modules if m.startswith('torchmetrics')])"
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.stdout.splitlines()[-1:] == ["[]"], proc.stderr
