@@ -92,14 +92,23 @@ def infer(
     threshold: float = 0.5,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Run the model on collated inputs: (subject probabilities [B, S] or None, AI probabilities [B], novelty [B]
-    or None). Every crop is judged; each image's answer follows `settling` (off by default: the mean of all its
-    crops), as `Predictor` gives it."""
-    outputs = session.run(output_names(views, novelty), dict(feeds))
-    subject = outputs[0] if views.subject_head else None
-    logits, image_novelty = settling.answer(
-        outputs[views.subject_head], owner, threshold, outputs[-1] if novelty else None
-    )
-    return subject, ai_probabilities(logits), image_novelty
+    or None). Each image's answer follows `settling` (off by default: the mean of all its crops), as `Predictor`
+    gives it, judging the crops a settled image skips only where another image of the batch needs them."""
+    names = output_names(views, novelty)
+    subject: list[np.ndarray] = []
+
+    def judge(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        # Without crops every image is its own first "crop": one call. With them, the downscaled views go through
+        # the model in the first call only.
+        run_feeds = {**feeds, CROPS: feeds[CROPS][chosen]} if CROPS in feeds else dict(feeds)
+        if subject and IMAGES in feeds:
+            run_feeds[IMAGES] = feeds[IMAGES][:0]
+        outputs = session.run(names, run_feeds)
+        subject.extend(outputs[:1] if views.subject_head and not subject else [])
+        return outputs[views.subject_head], outputs[-1] if novelty else None
+
+    logits, image_novelty = settling.judged(judge, owner, threshold)
+    return subject[0] if subject else None, ai_probabilities(logits), image_novelty
 
 
 class OnnxPredictor(BatchPredictor):

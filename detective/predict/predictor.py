@@ -137,24 +137,10 @@ class Predictor(BatchPredictor):
         return self.ranked(probs, ai, top_k, novelty)
 
     def judged_by_image(self, crops: torch.Tensor, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Each image's source logit and novelty (or None) from its crops, as `Settling.answer` gives them, judging
-        the first crops of every image and then the rest of the unsettled images only."""
-        logits = np.full(len(owner), np.nan, dtype=np.float32)  # the crops a settled image skips stay unjudged
-        novelty = logits.copy()
+        """Each image's source logit and novelty (or None) from its crops, as `Settling.judged` gives them."""
 
-        def judge(chosen: np.ndarray) -> bool:
-            """Judge the chosen crops; whether the net gives novelty."""
-            crop_logits, crop_novelty = self.net.judged(crops[torch.from_numpy(chosen).to(crops.device)])
-            logits[chosen] = crop_logits.float().cpu().numpy()
-            if crop_novelty is not None:
-                novelty[chosen] = crop_novelty.float().cpu().numpy()
-            return crop_novelty is not None
+        def judge(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+            logits, novelty = self.net.judged(crops[torch.from_numpy(chosen).to(crops.device)])
+            return logits.float().cpu().numpy(), None if novelty is None else novelty.float().cpu().numpy()
 
-        first = self.settling.first_crops(owner)
-        has_novelty = judge(first)
-        settled = self.settling.settled(logits[first], owner[first], np.bincount(owner), self.threshold)
-        rest = ~first & ~settled[owner]
-        if rest.any():
-            judge(rest)
-        image_novelty = self.settling.image_means(novelty, owner, settled) if has_novelty else None
-        return self.settling.image_means(logits, owner, settled), image_novelty
+        return self.settling.judged(judge, owner, self.threshold)

@@ -14,7 +14,7 @@ Numpy only, so that the torch-free ONNX path shares it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,27 @@ class Settling:
         settled, over all of them elsewhere. The values of the crops a settled image skips are not read."""
         used = ~settled[owner] | self.first_crops(owner)
         return mean_by_owner(values[used], owner[used], len(settled))
+
+    def judged(
+        self, judge: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]], owner: np.ndarray, threshold: float
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per image, its source logit and novelty (or None) under the rule, judging the first crops of every image
+        and then the rest of the unsettled images' only. `judge(chosen)` runs the network on the crops a mask [N]
+        chooses: their logits and novelty (or None), float32."""
+        logits = np.full(len(owner), np.nan, dtype=np.float32)  # the crops a settled image skips stay unjudged
+        novelty = logits.copy()
+        first = self.first_crops(owner)
+        logits[first], first_novelty = judge(first)
+        if first_novelty is not None:
+            novelty[first] = first_novelty
+        settled = self.settled(logits[first], owner[first], np.bincount(owner), threshold)
+        rest = ~first & ~settled[owner]
+        if rest.any():
+            logits[rest], rest_novelty = judge(rest)
+            if rest_novelty is not None:
+                novelty[rest] = rest_novelty
+        image_novelty = None if first_novelty is None else self.image_means(novelty, owner, settled)
+        return self.image_means(logits, owner, settled), image_novelty
 
     def answer(
         self, logits: np.ndarray, owner: np.ndarray, threshold: float, novelty: np.ndarray | None = None

@@ -122,11 +122,12 @@ def test_a_copy_that_disagrees_with_the_net_is_refused_and_not_written(responsiv
 def test_the_check_judges_images_through_their_crops(responsive_checkpoint, tmp_path, monkeypatch):
     """An ONNX side that scored each image by its first crop alone, not the mean of its crops, is caught."""
 
-    def first_crop(self, logits, owner, threshold, novelty=None):
-        firsts = np.unique(owner, return_index=True)[1]
-        return logits[firsts], None if novelty is None else novelty[firsts]
+    def first_crop(self, judge, owner, threshold):
+        firsts = np.zeros(len(owner), dtype=bool)
+        firsts[np.unique(owner, return_index=True)[1]] = True
+        return judge(firsts)
 
-    monkeypatch.setattr(Settling, "answer", first_crop)
+    monkeypatch.setattr(Settling, "judged", first_crop)
     with pytest.raises(ExportError, match="disagrees with the checkpoint's net"):
         export_onnx(responsive_checkpoint, tmp_path / "model.onnx")
     assert list(tmp_path.iterdir()) == []

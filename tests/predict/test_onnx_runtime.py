@@ -14,8 +14,10 @@ from PIL import Image
 from detective.data.geometry import ViewSettings
 from detective.predict.cli import main
 from detective.predict.discover import CheckpointError
-from detective.predict.onnx_runtime import METADATA_KEY, OnnxPredictor
+from detective.predict.onnx_runtime import CROPS, IMAGES, METADATA_KEY, OnnxPredictor, infer
 from detective.predict.predictor import Prediction, Predictor
+from detective.predict.settling import Settling
+from tests.predict.test_settling import LOGITS, OWNER
 
 REPO = Path(__file__).resolve().parents[2]
 PARITY = 1e-4  # the issue's bound on probability differences; float rounding gives about 1e-7
@@ -222,3 +224,27 @@ def test_devices_onnxruntime_lacks_are_usage_errors(onnx_model, assorted_files):
     code, _, err = run(str(assorted_files[0]), "--checkpoint", str(onnx_model), "--device", "mps")
     assert code == 2
     assert err == "predict.py: error: --device mps: not available for an ONNX model; use --device cpu or auto\n"
+
+
+class _CountingSession:
+    """Stands in for an onnxruntime session: judges a crop by its first pixel (as a logit), counting what it is fed."""
+
+    def __init__(self) -> None:
+        self.fed: list[tuple[int, int]] = []  # (images, crops) per call
+
+    def run(self, names, feeds):
+        self.fed.append((len(feeds[IMAGES]), len(feeds[CROPS])))
+        logits = feeds[CROPS][:, 0, 0, 0].astype(np.float32)
+        return [np.full((len(feeds[IMAGES]), 2), 0.5, np.float32), logits, np.abs(logits)][: len(names)]
+
+
+def test_the_onnx_path_judges_the_rest_of_the_unsettled_images_only_and_answers_as_the_rule_does():
+    session, views = _CountingSession(), ViewSettings(64, 1.0, "native", 4, 8, subject_head=True)
+    crops = np.zeros((len(LOGITS), 3, 4, 4), np.float32)
+    crops[:, 0, 0, 0] = LOGITS
+    feeds = {IMAGES: np.zeros((3, 3, 8, 8), np.uint8), CROPS: crops}
+    subject, ai, novelty = infer(session, views, feeds, OWNER, True, Settling(2, 2.0), 0.5)
+    assert session.fed == [(3, 6), (0, 3)]  # every image's first two crops and view; then image 1's other three
+    want_logits, want_novelty = Settling(2, 2.0).answer(LOGITS, OWNER, 0.5, np.abs(LOGITS))
+    assert ai.tolist() == pytest.approx((1 / (1 + np.exp(-want_logits))).tolist())
+    assert novelty.tolist() == want_novelty.tolist() and subject.shape == (3, 2)
