@@ -4,7 +4,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from detective.constants import IMAGENET_MEAN, IMAGENET_STD
-from detective.model.net import DetectiveNet, channel_statistics, freeze_backbone, unfreeze_backbone
+from detective.model.net import TAP_STATISTICS, DetectiveNet, freeze_backbone, unfreeze_backbone
 from tests.helpers import ids
 
 
@@ -276,31 +276,16 @@ def test_detail_is_the_spread_of_what_a_local_mean_leaves_out():
     flat = torch.full((1, 2, 6, 6), 3.0)
     stripes = torch.arange(6.0).remainder(2).expand(1, 2, 6, 6)  # columns 0, 1, 0, 1, ...: pure fine texture
     ramp = torch.arange(6.0).expand(1, 2, 6, 6)  # a wider spread of values, but smooth
-    (flat_detail,) = channel_statistics(flat, ["detail"])
-    (ramp_std, ramp_detail), (stripes_std, stripes_detail) = (
-        channel_statistics(x, ["std", "detail"]) for x in (ramp, stripes)
-    )
-    assert flat_detail.abs().max() < 1e-6
-    assert ramp_std.min() > stripes_std.max()  # what std alone sees
-    assert stripes_detail.min() > 2 * ramp_detail.max()  # a ramp: edges only
-
-
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_channel_statistics_are_torchs_mean_and_std_in_either_layout(channels_last):
-    maps = torch.randn(3, 5, 7, 9) * 2 + 4
-    if channels_last:
-        maps = maps.contiguous(memory_format=torch.channels_last)
-    mean, std = channel_statistics(maps, ["mean", "std"])
-    assert torch.allclose(mean, maps.mean((2, 3)), atol=1e-5)
-    assert torch.allclose(std, maps.std((2, 3)), atol=1e-5)
-    assert [s.shape for s in channel_statistics(maps, ["std", "detail", "mean"])] == [(3, 5)] * 3
+    assert TAP_STATISTICS["detail"](flat).abs().max() < 1e-6
+    assert TAP_STATISTICS["std"](ramp).min() > TAP_STATISTICS["std"](stripes).max()  # what std alone sees
+    assert TAP_STATISTICS["detail"](stripes).min() > 2 * TAP_STATISTICS["detail"](ramp).max()  # a ramp: edges only
 
 
 def test_a_source_head_reads_the_statistics_it_is_given_per_tapped_block(pixels):
     net = DetectiveNet(0, source_taps=[1, 3], source_statistics=["mean", "std", "detail"]).eval()
     assert linear_shapes(net.source_shared) == [(3 * (16 + 24), 128)]
     maps = net.backbone[:2](net.normalize(pixels))
-    first = torch.cat([maps.mean((2, 3)), maps.std((2, 3)), *channel_statistics(maps, ["detail"])], 1)
+    first = torch.cat([maps.mean((2, 3)), maps.std((2, 3)), TAP_STATISTICS["detail"](maps)], 1)
     assert torch.allclose(net.tap_statistics(pixels)[:, :48], first, atol=1e-5)
     with pytest.raises(ValueError, match="source_statistics must be distinct names of mean, std, detail"):
         DetectiveNet(0, source_taps=[1], source_statistics=["mean", "kurtosis"])
