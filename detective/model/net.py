@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from detective.constants import IMAGENET_MEAN, IMAGENET_STD
+from detective.constants import CPU_CROP_CHUNK, GPU_CROP_CHUNK, IMAGENET_MEAN, IMAGENET_STD
 from detective.model.execution import FastExecution
 
 
@@ -94,12 +94,6 @@ def check_statistics(names: Sequence[str]) -> tuple[str, ...]:
     if not names or any(n not in TAP_STATISTICS for n in names) or len(set(names)) != len(names):
         raise ValueError(f"source_statistics must be distinct names of {', '.join(TAP_STATISTICS)}, got {list(names)}")
     return tuple(names)
-
-
-# Crops per backbone call when judging without autograd: on a CPU a few at a time keep each block's maps in its
-# caches (README "Speed": 4 measured fastest, 64 took 2.5x longer); a GPU wants large calls.
-CPU_CROP_CHUNK = 4
-GPU_CROP_CHUNK = 64
 
 
 def crop_chunk(x: Tensor) -> int:

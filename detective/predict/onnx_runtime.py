@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from detective.constants import CPU_CROP_CHUNK, GPU_CROP_CHUNK
 from detective.data.geometry import ViewSettings
 from detective.data.images import load_rgb_array
 from detective.data.transforms_np import ArrayViews, eval_views
@@ -95,17 +96,28 @@ def infer(
     or None). Each image's answer follows `settling` (off by default: the mean of all its crops), as `Predictor`
     gives it, judging the crops a settled image skips only where another image of the batch needs them."""
     names = output_names(views, novelty)
+    chunk = GPU_CROP_CHUNK if session.get_providers()[0] == "CUDAExecutionProvider" else CPU_CROP_CHUNK
     subject: list[np.ndarray] = []
 
-    def judge(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        # Without crops every image is its own first "crop": one call. With them, the downscaled views go through
-        # the model in the first call only.
-        run_feeds = {**feeds, CROPS: feeds[CROPS][chosen]} if CROPS in feeds else dict(feeds)
+    def run(crops: np.ndarray | None) -> list[np.ndarray]:
+        """One call; the downscaled views go through the model in the first one only."""
+        run_feeds = dict(feeds) if crops is None else {**feeds, CROPS: crops}
         if subject and IMAGES in feeds:
             run_feeds[IMAGES] = feeds[IMAGES][:0]
         outputs = session.run(names, run_feeds)
         subject.extend(outputs[:1] if views.subject_head and not subject else [])
-        return outputs[views.subject_head], outputs[-1] if novelty else None
+        return outputs[views.subject_head :]
+
+    def judge(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        # Without crops every image is its own first "crop": one call. Crops go a chunk at a time, as in `DetectiveNet`:
+        # faster on a CPU, and memory bounded by the chunk rather than by the batch.
+        if CROPS not in feeds:
+            outputs = [run(None)]
+        else:
+            crops = feeds[CROPS][chosen]
+            outputs = [run(crops[start : start + chunk]) for start in range(0, len(crops), chunk)]
+        logits = np.concatenate([o[0] for o in outputs])
+        return logits, np.concatenate([o[1] for o in outputs]) if novelty else None
 
     logits, image_novelty = settling.judged(judge, owner, threshold)
     return subject[0] if subject else None, ai_probabilities(logits), image_novelty

@@ -232,6 +232,9 @@ class _CountingSession:
     def __init__(self) -> None:
         self.fed: list[tuple[int, int]] = []  # (images, crops) per call
 
+    def get_providers(self) -> list[str]:
+        return ["CPUExecutionProvider"]
+
     def run(self, names, feeds):
         self.fed.append((len(feeds[IMAGES]), len(feeds[CROPS])))
         logits = feeds[CROPS][:, 0, 0, 0].astype(np.float32)
@@ -244,7 +247,8 @@ def test_the_onnx_path_judges_the_rest_of_the_unsettled_images_only_and_answers_
     crops[:, 0, 0, 0] = LOGITS
     feeds = {IMAGES: np.zeros((3, 3, 8, 8), np.uint8), CROPS: crops}
     subject, ai, novelty = infer(session, views, feeds, OWNER, True, Settling(2, 2.0), 0.5)
-    assert session.fed == [(3, 6), (0, 3)]  # every image's first two crops and view; then image 1's other three
+    # Every image's first two crops (4 crops a call on a CPU) and the views, once; then image 1's other three.
+    assert session.fed == [(3, 4), (0, 2), (0, 3)]
     want_logits, want_novelty = Settling(2, 2.0).answer(LOGITS, OWNER, 0.5, np.abs(LOGITS))
     assert ai.tolist() == pytest.approx((1 / (1 + np.exp(-want_logits))).tolist())
     assert novelty.tolist() == want_novelty.tolist() and subject.shape == (3, 2)
