@@ -8,7 +8,8 @@ whole, its peak resident memory taken from the kernel (`wait4`):
 - reference: Pillow decodes each file and a bare eager torchvision MobileNetV2, blocks 0-10, runs on the same crops
   the checkpoint judges (its grid), 64 at a time: the network's cost without any of detective's levers;
 - `predict.py --json` with the checkpoint as it is, and with a copy of it that judges every crop of every image
-  (`model.settle_crops=0`); `--evaluate` on the same files as the third row.
+  (`model.settle_crops=0`); `--evaluate` on the same files; and the checkpoint's ONNX export (`--export`, needs the
+  `onnx` extra) through onnxruntime.
 The machine is shared and noisy, so the ratios to the reference of the same run are the figures to compare.
 Rows go to benchmarks/results/predict_folder.json.
 """
@@ -109,7 +110,7 @@ def phone_folder(count: int) -> Path:
     return folder
 
 
-def rows_for(checkpoint: Path, every_crop: Path, folder: Path, threads: int) -> list[dict[str, Any]]:
+def rows_for(checkpoint: Path, every_crop: Path, onnx_model: Path, folder: Path, threads: int) -> list[dict[str, Any]]:
     """The variants on one folder, run one after another, printed as they finish."""
     from detective.predict.discover import expand_inputs
 
@@ -121,6 +122,7 @@ def rows_for(checkpoint: Path, every_crop: Path, folder: Path, threads: int) -> 
         "predict.py": [py, predict, "--checkpoint", str(checkpoint), *common],
         "predict.py, every crop (settle_crops=0)": [py, predict, "--checkpoint", str(every_crop), *common],
         "predict.py --evaluate": [py, predict, "--checkpoint", str(checkpoint), "--evaluate", *common],
+        "predict.py, ONNX export": [py, predict, "--checkpoint", str(onnx_model), *common],
     }
     images = len(list(expand_inputs([str(folder)]).files))
     rows = []
@@ -150,13 +152,16 @@ def main() -> None:
     if args.reference:
         reference(args.checkpoint, args.folder, args.threads)
         return
+    from detective.predict.onnx_export import export_onnx
+
     folders = [args.folder] + ([phone_folder(args.phone)] if args.phone else [])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         every_crop = every_crop_copy(args.checkpoint, Path(tmp))
+        onnx_model = export_onnx(args.checkpoint, Path(tmp) / "model.onnx").path
         for folder in folders:
             print(f"\n{folder}")
-            rows += rows_for(args.checkpoint, every_crop, folder, args.threads)
+            rows += rows_for(args.checkpoint, every_crop, onnx_model, folder, args.threads)
     print("\nWall time as a share of the same run's reference:")
     for row in rows:
         print(f"  {Path(row['folder']).name:<16} {row['variant']:<44} {row['vs_reference']:.2f}x")

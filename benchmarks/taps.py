@@ -2,7 +2,7 @@
 `model.source_statistics` and `model.source_loss`, within one collection and across collections.
 
     uv run python benchmarks/taps.py [--data ../shared/data/realorai_dev] [--weights ...] [--folds 3]
-    uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample [--degraded]
+    uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample [--degraded] [--reconstructed]
 
 For every image, the frozen ImageNet backbone runs on its judging grid of native 224 px crops; each block's maps give
 per-channel statistics (`TAP_STATISTICS`: mean, standard deviation, detail) per crop. A logistic regression (L2,
@@ -19,7 +19,9 @@ logit 0 and the share of confidently wrong answers (p < 0.1 or > 0.9 on the wron
 also after temperature scaling fitted on every 7th image of the training collections (kept out of the regression), as
 a validation split would fit it. `--degraded` adds, for training only, a degraded copy of every image (rescaled by
 0.5-1.5 at random, re-compressed as JPEG at quality 60-95, some blurred): the augmentation lever, measured without
-training a network. Statistics are kept under benchmarks/results/taps/ so a second run skips the backbone.
+training a network. `--reconstructed` adds, for training only, each real photo's crops passed through a small
+autoencoder trained on other real photos (`benchmarks/reconstruct.py`), labelled AI: fakes aligned in content with
+the reals. Statistics are kept under benchmarks/results/taps/ so a second run skips the backbone.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import io
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -38,6 +41,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from detect import RESULTS, folds_of, folds_parser, image_files  # noqa: E402
 
+from detective.data.views import grid_crops  # noqa: E402
 from detective.model.net import TAP_STATISTICS  # noqa: E402
 
 BLOCKS = (0, 1, 2, 3, 4, 6, 8, 10, 13, 16, 18)  # reported one by one
@@ -88,15 +92,14 @@ def degraded(path: Path, seed: int) -> torch.Tensor:
 
 
 def block_statistics(
-    files: list[Path], weights: Path, degrade: bool = False
+    files: list[Path], weights: Path, crops_of: Callable[[Path, int], torch.Tensor] | None = None
 ) -> tuple[dict[tuple[int, str], torch.Tensor], torch.Tensor]:
-    """Per (block, statistic), every block: [crops, channels] over each image's judging grid, all images' crops in
-    a row, and the image each crop belongs to [crops]."""
+    """Per (block, statistic), every block: [crops, channels] over each image's judging grid (`crops_of(path,
+    index)`: uint8 crops, by default the grid of the file as it is), all images' crops in a row, and the image each
+    crop belongs to [crops]."""
     import torchvision
 
     from detective.constants import IMAGENET_MEAN, IMAGENET_STD
-    from detective.data.transforms import load_image
-    from detective.data.views import grid_crops
     from detective.memory import trim_freed_memory
 
     net = torchvision.models.mobilenet_v2()
@@ -107,10 +110,8 @@ def block_statistics(
     owner = []
     with torch.inference_mode():
         for index, path in enumerate(files):
-            image = degraded(path, index) if degrade else load_image(path)
-            crops = ((grid_crops(image, 224, 16).float() / 255 - mean) / std).contiguous(
-                memory_format=torch.channels_last
-            )
+            crops = ((crops_of or judged_crops)(path, index).float() / 255 - mean) / std
+            crops = crops.contiguous(memory_format=torch.channels_last)
             owner += [index] * len(crops)
             trim_freed_memory()  # the small statistics kept between big freed maps would otherwise pin the heap
             for x in crops.split(4):  # a few crops at a time: faster on a CPU (README "Speed")
@@ -119,6 +120,25 @@ def block_statistics(
                     for name, statistic in TAP_STATISTICS.items():
                         stats[block_index, name].append(statistic(x))
     return {key: torch.cat(v) for key, v in stats.items()}, torch.tensor(owner)
+
+
+def judged_crops(path: Path, index: int) -> torch.Tensor:
+    """The judging grid of native 224 px crops of the file as it is."""
+    from detective.data.transforms import load_image
+
+    return grid_crops(load_image(path), 224, 16)
+
+
+def degraded_crops(path: Path, index: int) -> torch.Tensor:
+    return grid_crops(degraded(path, index), 224, 16)
+
+
+def reconstructed_crops() -> Callable[[Path, int], torch.Tensor]:
+    """The judging grid of a file, each crop passed through benchmarks/reconstruct.py's autoencoder."""
+    import reconstruct
+
+    net = reconstruct.load()
+    return lambda path, index: reconstruct.reconstructed(net, judged_crops(path, index), index)
 
 
 def per_image(rows: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
@@ -196,22 +216,30 @@ def report(stats: dict, owner: torch.Tensor, y: torch.Tensor, fold: torch.Tensor
 
 
 class Collection:
-    """One collection's crops' statistics (and a degraded copy's, when asked), labels and owners, kept on disk."""
+    """One collection's crops' statistics, labels and owners, kept on disk; with extra training views when asked: a
+    degraded copy of every image (labelled as it is), and reconstructions of its real photos (labelled AI)."""
 
-    def __init__(self, root: Path, weights: Path, degrade: bool) -> None:
+    def __init__(self, root: Path, weights: Path, degrade: bool = False, reconstruct: bool = False) -> None:
         self.name = root.name
         files = image_files(root)
         self.y = torch.tensor([f.parent.name in AI_FOLDERS for f in files]).float()
-        self.stats, self.owner = self.cached(files, weights, False)
-        self.degraded = self.cached(files, weights, True) if degrade else None
+        self.stats, self.owner = self.cached("", files, weights, judged_crops)
+        self.extra = []  # (stats, owner, label of each crop): training views only
+        if degrade:
+            stats, owner = self.cached("-degraded", files, weights, degraded_crops)
+            self.extra.append((stats, owner, self.y[owner]))
+        if reconstruct:
+            real = torch.nonzero(self.y == 0).flatten()
+            stats, owner = self.cached("-reconstructed", [files[i] for i in real], weights, reconstructed_crops())
+            self.extra.append((stats, real[owner], torch.ones(len(owner))))
 
-    def cached(self, files: list[Path], weights: Path, degrade: bool):
-        path = RESULTS / "taps" / f"{self.name}{'-degraded' if degrade else ''}.pt"
+    def cached(self, suffix: str, files: list[Path], weights: Path, crops_of: Callable[[Path, int], torch.Tensor]):
+        path = RESULTS / "taps" / f"{self.name}{suffix}.pt"
         if path.exists():
             saved = torch.load(path, weights_only=False)
             if saved["files"] == [f.name for f in files]:
                 return saved["stats"], saved["owner"]
-        stats, owner = block_statistics(files, weights, degrade)
+        stats, owner = block_statistics(files, weights, crops_of)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"files": [f.name for f in files], "stats": stats, "owner": owner}, path)
         return stats, owner
@@ -219,10 +247,10 @@ class Collection:
     def training_rows(self, parts, validation: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(features, labels, weights) of every training crop, real and AI weighing one half each in the collection;
         every 7th image is kept apart as validation (`validation=True`: its crops, original views only)."""
-        views = [(self.stats, self.owner)] + ([self.degraded] if self.degraded and not validation else [])
-        keep = [(owner % VALIDATION_EVERY == 0) == validation for _, owner in views]
-        x = torch.cat([features(stats, parts)[k] for (stats, _), k in zip(views, keep, strict=True)])
-        labels = torch.cat([self.y[owner[k]] for (_, owner), k in zip(views, keep, strict=True)])
+        views = [(self.stats, self.owner, self.y[self.owner])] + ([] if validation else self.extra)
+        keep = [(owner % VALIDATION_EVERY == 0) == validation for _, owner, _ in views]
+        x = torch.cat([features(stats, parts)[k] for (stats, _, _), k in zip(views, keep, strict=True)])
+        labels = torch.cat([label[k] for (_, _, label), k in zip(views, keep, strict=True)])
         weight = torch.where(labels == 1, 0.5 / labels.sum(), 0.5 / (1 - labels).sum())
         return x, labels, weight
 
@@ -285,11 +313,16 @@ def main() -> None:
     parser = folds_parser(__doc__)
     parser.add_argument("--across", help="collections, comma-separated: leave each out in turn")
     parser.add_argument("--degraded", action="store_true", help="--across: train on a degraded copy of each too")
+    parser.add_argument(
+        "--reconstructed",
+        action="store_true",
+        help="--across: train on autoencoder reconstructions of each real photo too, as AI (benchmarks/reconstruct.py)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # beside training runs on a shared machine: threads of one process wait on each other
     if args.across:
         roots = [Path(c) if "/" in c else REPO.parent / "shared" / "data" / c for c in args.across.split(",")]
-        across([Collection(root, args.weights, args.degraded) for root in roots])
+        across([Collection(root, args.weights, args.degraded, args.reconstructed) for root in roots])
         return
     files = image_files(args.data)
     y = torch.tensor([f.parent.name in AI_FOLDERS for f in files]).float()
