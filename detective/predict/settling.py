@@ -5,8 +5,8 @@ An image's evaluation grid holds up to `source_crops` crops, ordered coarse to f
 first few are spread over the whole image. Where the mean logit of those first `first` crops lies at least
 `margin` logits from the threshold's, the rest of the grid would rarely move the answer across it, and the image is
 answered from them alone; the others are judged on the whole grid. Prediction then runs the network on the first
-crops of every image and on the rest of the unsettled ones only (`Predictor`); the test step of training and the
-ONNX predictor judge every crop and apply the same rule, so all three give the same answers.
+crops of every image and on the rest of the unsettled ones only (`judged`: `Predictor` and the ONNX predictor); the
+test step of training judges every crop and applies the same rule (`answer`), so all three give the same answers.
 
 Numpy only, so that the torch-free ONNX path shares it.
 """
