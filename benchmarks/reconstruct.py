@@ -5,10 +5,11 @@ content and adds upsampling and decoder traces: an AI example aligned in content
 B-Free's idea), made without any downloaded generator. `benchmarks/taps.py --reconstructed` measures what such
 examples add to training across collections.
 
-    uv run python benchmarks/reconstruct.py [--photos ../shared/data/cats_dogs_real] [--steps 1500]
+    uv run python benchmarks/reconstruct.py [--photos ../shared/data/cats_dogs_real ...] [--steps 4000]
 
 trains the autoencoder on random crops of the photos (none of the collections it is then measured on) and keeps it
-in benchmarks/results/taps/autoencoder.pt with its reconstruction error.
+in benchmarks/results/taps/autoencoder.pt with its last mean error; taps.py's statistics of reconstructions made by
+an earlier one are removed.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ def random_patches(images: list[torch.Tensor], rng: random.Random) -> torch.Tens
     return torch.stack(patches).float() / 255
 
 
-def train(photos: list[Path], steps: int) -> nn.Sequential:
-    """The autoencoder fitted (L1) to random crops of `photos`."""
+def train(photos: list[Path], steps: int) -> tuple[nn.Sequential, float]:
+    """The autoencoder fitted (L1) to random crops of `photos`, and its last batch's mean error in levels of 255."""
     from detective.data.transforms import load_image
 
     torch.manual_seed(0)
@@ -86,7 +87,7 @@ def train(photos: list[Path], steps: int) -> nn.Sequential:
         schedule.step()
         if step % 250 == 0 or step == steps - 1:
             print(f"step {step}: L1 {loss.item() * 255:.2f} levels ({time.perf_counter() - start:.0f} s)", flush=True)
-    return net.eval()
+    return net.eval(), loss.item() * 255
 
 
 def load() -> nn.Sequential:
@@ -121,12 +122,14 @@ def main() -> None:
         nargs="+",
         default=[REPO.parent / "shared" / "data" / p for p in ("cats_dogs_real", "photos")],
     )
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=4000)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    net = train([f for folder in args.photos for f in image_files(folder)], args.steps)
+    net, error = train([f for folder in args.photos for f in image_files(folder)], args.steps)
     AUTOENCODER.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": net.state_dict(), "steps": args.steps}, AUTOENCODER)
+    torch.save({"state_dict": net.state_dict(), "steps": args.steps, "l1_levels": error}, AUTOENCODER)
+    for stale in AUTOENCODER.parent.glob("*-reconstructed.pt"):  # made by the previous autoencoder
+        stale.unlink()
     print(f"Wrote {AUTOENCODER}")
 
 
