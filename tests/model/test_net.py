@@ -281,13 +281,23 @@ def test_detail_is_the_spread_of_what_a_local_mean_leaves_out():
     assert TAP_STATISTICS["detail"](stripes).min() > 2 * TAP_STATISTICS["detail"](ramp).max()  # a ramp: edges only
 
 
+def test_fineness_is_the_share_of_spread_in_fine_texture_whatever_the_contrast():
+    stripes = torch.arange(6.0).remainder(2).expand(1, 2, 6, 6)
+    ramp = torch.arange(6.0).expand(1, 2, 6, 6)
+    fineness = TAP_STATISTICS["fineness"]
+    assert torch.allclose(fineness(10 * stripes), fineness(stripes), atol=1e-3)  # contrast does not move it
+    assert torch.allclose(fineness(ramp + 5), fineness(ramp), atol=1e-5)  # nor brightness
+    assert fineness(stripes).min() > fineness(ramp).max() + 1
+    assert fineness(torch.full((1, 2, 6, 6), 3.0)).abs().max() < 1e-6  # a flat channel reads 0, not NaN
+
+
 def test_a_source_head_reads_the_statistics_it_is_given_per_tapped_block(pixels):
     net = DetectiveNet(0, source_taps=[1, 3], source_statistics=["mean", "std", "detail"]).eval()
     assert linear_shapes(net.source_shared) == [(3 * (16 + 24), 128)]
     maps = net.backbone[:2](net.normalize(pixels))
     first = torch.cat([maps.mean((2, 3)), maps.std((2, 3)), TAP_STATISTICS["detail"](maps)], 1)
     assert torch.allclose(net.tap_statistics(pixels)[:, :48], first, atol=1e-5)
-    with pytest.raises(ValueError, match="source_statistics must be distinct names of mean, std, detail"):
+    with pytest.raises(ValueError, match="source_statistics must be distinct names of mean, std, detail, fineness"):
         DetectiveNet(0, source_taps=[1], source_statistics=["mean", "kurtosis"])
 
 
