@@ -3,9 +3,11 @@
 
     uv run python benchmarks/taps.py [--data ../shared/data/realorai_dev] [--weights ...] [--folds 3]
     uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample [--degraded] [--reconstructed]
+    uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample --novelty
 
 For every image, the frozen ImageNet backbone runs on its judging grid of native 224 px crops; each block's maps give
-per-channel statistics (`TAP_STATISTICS`: mean, standard deviation, detail) per crop. A logistic regression (L2,
+per-channel statistics (`TAP_STATISTICS`: mean, standard deviation, detail; fineness is derived from the last two)
+per crop. A logistic regression (L2,
 standardised features) is cross-validated on the same stratified folds as `benchmarks/detect.py`, fitted either on
 every crop labelled as its image ("every crop", what `source_loss: crop` trains) or on the statistics averaged over
 each image's grid ("grid mean"); an image's score is the mean of its crops' logits. Prints the mean test AUROC and
@@ -21,7 +23,10 @@ a validation split would fit it. `--degraded` adds, for training only, a degrade
 0.5-1.5 at random, re-compressed as JPEG at quality 60-95, some blurred): the augmentation lever, measured without
 training a network. `--reconstructed` adds, for training only, each real photo's crops passed through a small
 autoencoder trained on other real photos (`benchmarks/reconstruct.py`), labelled AI: fakes aligned in content with
-the reals. Statistics are kept under benchmarks/results/taps/ so a second run skips the backbone.
+the reals. `--novelty` asks instead which measure of unfamiliarity (the net's, a Mahalanobis distance, the spread
+of an image's crop logits), fitted on the other collections, flags the one left out, and whether the flagged images
+are the confidently wrong ones. Statistics are kept under benchmarks/results/taps/ so a second run skips the
+backbone.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from detect import RESULTS, folds_of, folds_parser, image_files  # noqa: E402
 
 from detective.data.views import grid_crops  # noqa: E402
-from detective.model.net import TAP_STATISTICS  # noqa: E402
+from detective.model.net import TAP_STATISTICS, fineness_of  # noqa: E402
 
 BLOCKS = (0, 1, 2, 3, 4, 6, 8, 10, 13, 16, 18)  # reported one by one
 EARLY = tuple(range(11))  # every block down to the 14x14 maps
@@ -55,14 +60,22 @@ SETS = (
     (EARLY, ("mean", "std", "detail"), "grid mean"),
     (EARLY, ("mean", "std", "detail"), "every crop"),  # the default
     ((0, 2, 4, 8, 10), ("mean", "std", "detail"), "every crop"),
+    (EARLY, ("fineness",), "every crop"),
 )
 # name: [(blocks, statistics), ...]: the sets compared across collections
 ACROSS_SETS = {
     "early statistics (default)": [(EARLY, ("mean", "std", "detail"))],
     "early means and spreads": [(EARLY, ("mean", "std"))],
+    "early fineness": [(EARLY, ("fineness",))],
+    "early statistics + fineness": [(EARLY, ("mean", "std", "detail", "fineness"))],
     "deep pooled": [(DEEP, ("mean",))],
     "last block pooled": [((18,), ("mean",))],
     "early statistics + deep pooled": [(EARLY, ("mean", "std", "detail")), (DEEP, ("mean",))],
+}
+MEASURED = ("mean", "std", "detail")  # what the backbone pass keeps; fineness is derived from std and detail
+NOVELTY_SETS = {
+    "early statistics (default)": ACROSS_SETS["early statistics (default)"],
+    "deep pooled": [(DEEP, ("mean",))],
 }
 L2 = 1e-4
 VALIDATION_EVERY = 7  # --across: every 7th image of a training collection fits the temperature, not the regression
@@ -106,7 +119,7 @@ def block_statistics(
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     trunk = net.features.eval().to(memory_format=torch.channels_last)
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    stats: dict[tuple[int, str], list[torch.Tensor]] = {(b, s): [] for b in range(len(trunk)) for s in TAP_STATISTICS}
+    stats: dict[tuple[int, str], list[torch.Tensor]] = {(b, s): [] for b in range(len(trunk)) for s in MEASURED}
     owner = []
     with torch.inference_mode():
         for index, path in enumerate(files):
@@ -117,8 +130,8 @@ def block_statistics(
             for x in crops.split(4):  # a few crops at a time: faster on a CPU (README "Speed")
                 for block_index, block in enumerate(trunk):
                     x = block(x)
-                    for name, statistic in TAP_STATISTICS.items():
-                        stats[block_index, name].append(statistic(x))
+                    for name in MEASURED:
+                        stats[block_index, name].append(TAP_STATISTICS[name](x))
     return {key: torch.cat(v) for key, v in stats.items()}, torch.tensor(owner)
 
 
@@ -168,11 +181,11 @@ def logistic(rows: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | No
     return lambda new: ((new - mu) / sd @ w + b).detach()
 
 
-def real_photo_model(real_rows: torch.Tensor):
-    """How far rows lie from `real_rows`' distribution (squared Mahalanobis distance, shrunk covariance): the
-    function that scores new rows, larger = less like a real photo."""
-    mu, sd = real_rows.mean(0), real_rows.std(0) + 1e-6
-    z = (real_rows - mu) / sd
+def mahalanobis(fitted_rows: torch.Tensor):
+    """How far rows lie from `fitted_rows`' distribution (squared Mahalanobis distance, shrunk covariance): the
+    function that scores new rows; fitted on real photos only, larger = less like a real photo."""
+    mu, sd = fitted_rows.mean(0), fitted_rows.std(0) + 1e-6
+    z = (fitted_rows - mu) / sd
     covariance = torch.cov(z.T)
     covariance = (1 - SHRINK) * covariance + SHRINK * torch.diag(torch.diagonal(covariance))
     precision = torch.linalg.pinv(covariance, hermitian=True)
@@ -203,7 +216,12 @@ def cross_validated(x: torch.Tensor, owner: torch.Tensor, y: torch.Tensor, fold:
 
 
 def features(stats: dict, parts: list[tuple[tuple[int, ...], tuple[str, ...]]]) -> torch.Tensor:
-    return torch.cat([stats[b, s] for blocks, names in parts for b in blocks for s in names], 1)
+    return torch.cat([statistic(stats, b, s) for blocks, names in parts for b in blocks for s in names], 1)
+
+
+def statistic(stats: dict, block: int, name: str) -> torch.Tensor:
+    """One statistic of a block's maps [crops, channels], fineness derived from the measured ones as the net does."""
+    return fineness_of(stats[block, "detail"], stats[block, "std"]) if name == "fineness" else stats[block, name]
 
 
 def report(stats: dict, owner: torch.Tensor, y: torch.Tensor, fold: torch.Tensor, blocks, names, fitted_on) -> None:
@@ -254,10 +272,14 @@ class Collection:
         weight = torch.where(labels == 1, 0.5 / labels.sum(), 0.5 / (1 - labels).sum())
         return x, labels, weight
 
+    def validation_owner(self) -> torch.Tensor:
+        """Each validation crop's image, numbered 0.. in `training_rows(validation=True)` order."""
+        return torch.unique(self.owner[self.owner % VALIDATION_EVERY == 0], return_inverse=True)[1]
+
     def validation_images(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean score, label) of each validation image, from `scores` of its crops in `training_rows` order."""
         owner = self.owner[self.owner % VALIDATION_EVERY == 0]
-        return per_image(scores, torch.unique(owner, return_inverse=True)[1]), self.y[owner.unique()]
+        return per_image(scores, self.validation_owner()), self.y[owner.unique()]
 
 
 def temperature(logits: torch.Tensor, truth: torch.Tensor) -> float:
@@ -291,7 +313,7 @@ def across(collections: list[Collection]) -> None:
             fitted = logistic(x, labels, weight)
             validation = [c.validation_images(fitted(c.training_rows(parts, True)[0])) for c in others]
             t = temperature(*(torch.cat(v) for v in zip(*validation, strict=True)))
-            for scorer_name, scorer in (("logistic", fitted), ("real photos only", real_photo_model(x[labels == 0]))):
+            for scorer_name, scorer in (("logistic", fitted), ("real photos only", mahalanobis(x[labels == 0]))):
                 m = held_out_metrics(per_image(scorer(test), judged.owner), judged.y, scorer_name == "logistic", t)
                 cells[scorer_name].append(
                     f"{m['auroc']:.3f}"
@@ -309,9 +331,67 @@ def across(collections: list[Collection]) -> None:
     )
 
 
+def diagonal_novelty(fitted_rows: torch.Tensor):
+    """The net's novelty: the mean square of the rows standardised by the fitted rows' mean and variance (as the
+    source head's first layer standardises them)."""
+    mu, var = fitted_rows.mean(0), fitted_rows.var(0) + 1e-5
+    return lambda new: ((new - mu) ** 2 / var).mean(1)
+
+
+def crop_spread(logits: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+    """The standard deviation of each image's crop logits: how much its crops disagree."""
+    mean = per_image(logits, owner)
+    return (per_image(logits**2, owner) - mean**2).clamp_min(0).sqrt()
+
+
+def novelty_measures(x: torch.Tensor, regression: Callable) -> dict[str, Callable]:
+    """The unfamiliarity measures fitted on training crops `x`: name -> (crop rows, their images) -> per image."""
+    diagonal, distance = diagonal_novelty(x), mahalanobis(x)
+    return {
+        "the net's (diagonal)": lambda rows, owner: per_image(diagonal(rows), owner),
+        "Mahalanobis": lambda rows, owner: per_image(distance(rows), owner),
+        "crop spread": lambda rows, owner: crop_spread(regression(rows), owner),
+    }
+
+
+def novelty(collections: list[Collection]) -> None:
+    """Which measure would flag a left-out collection as unfamiliar, and would that catch its confidently wrong
+    answers? Per feature set and measure, fitted on the other collections' training crops, the limit at
+    UNFAMILIAR_QUANTILE of their validation images (as training sets `novelty_limit`); prints a Markdown table."""
+    from detective.constants import UNFAMILIAR_QUANTILE
+
+    print(
+        "\n| features | measure | left out | flagged | flagged, validation | AUROC vs validation | confidently wrong: "
+        "all / not flagged |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, parts in NOVELTY_SETS.items():
+        for judged in collections:
+            others = [c for c in collections if c is not judged]
+            x, labels, weight = (torch.cat(t) for t in zip(*[c.training_rows(parts) for c in others], strict=True))
+            regression = logistic(x, labels, weight)
+            measures = novelty_measures(x, regression)
+            test = features(judged.stats, parts)
+            p = torch.sigmoid(per_image(regression(test), judged.owner))
+            wrong = ((p > 0.9) & (judged.y == 0)) | ((p < 0.1) & (judged.y == 1))
+            for measure, score in measures.items():
+                held = score(test, judged.owner)
+                validation = torch.cat([score(c.training_rows(parts, True)[0], c.validation_owner()) for c in others])
+                limit = torch.quantile(validation, UNFAMILIAR_QUANTILE)
+                flagged = held > limit
+                both = torch.cat([torch.ones(len(held)), torch.zeros(len(validation))])
+                print(
+                    f"| {name} | {measure} | {judged.name} | {flagged.float().mean():.1%} | "
+                    f"{(validation > limit).float().mean():.1%} | {auroc(torch.cat([held, validation]), both):.3f} | "
+                    f"{wrong.float().mean():.1%} / {wrong[~flagged].float().mean():.1%} |",
+                    flush=True,
+                )
+
+
 def main() -> None:
     parser = folds_parser(__doc__)
     parser.add_argument("--across", help="collections, comma-separated: leave each out in turn")
+    parser.add_argument("--novelty", action="store_true", help="--across: which unfamiliarity measure flags it")
     parser.add_argument("--degraded", action="store_true", help="--across: train on a degraded copy of each too")
     parser.add_argument(
         "--reconstructed",
@@ -322,7 +402,8 @@ def main() -> None:
     torch.set_num_threads(1)  # beside training runs on a shared machine: threads of one process wait on each other
     if args.across:
         roots = [Path(c) if "/" in c else REPO.parent / "shared" / "data" / c for c in args.across.split(",")]
-        across([Collection(root, args.weights, args.degraded, args.reconstructed) for root in roots])
+        collections = [Collection(root, args.weights, args.degraded, args.reconstructed) for root in roots]
+        (novelty if args.novelty else across)(collections)
         return
     files = image_files(args.data)
     y = torch.tensor([f.parent.name in AI_FOLDERS for f in files]).float()

@@ -111,7 +111,12 @@ RESPONSIVE_KINDS = {  # the kinds of model: native crops, the original's downsca
     "native": {"source_view": "native"},
     "resized": {"source_view": "resized"},
     "source-only": {"source_view": "native", "subjects": []},
-    "taps": {"source_view": "native", "source_taps": [3, 6]},  # the source head on early blocks' statistics
+    # The source head on early blocks' statistics, every kind of them.
+    "taps": {
+        "source_view": "native",
+        "source_taps": [3, 6],
+        "source_statistics": ["mean", "std", "detail", "fineness"],
+    },
 }
 
 

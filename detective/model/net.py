@@ -84,11 +84,11 @@ def _detail(x: Tensor) -> Tensor:
 FINENESS_FLOOR = 1e-4  # added to both spreads: far below any live channel's (post-ReLU6 maps range over 0-6)
 
 
-def _fineness(x: Tensor) -> Tensor:
+def fineness_of(detail: Tensor, std: Tensor) -> Tensor:
     """log(detail / standard deviation) per channel: how much of the maps' spread lies in their finest texture,
     whatever the contrast and brightness of the image; the scale-free form of `detail`. (`FINENESS_FLOOR` keeps
     flat channels at 0.)"""
-    return ((_detail(x) + FINENESS_FLOOR) / (_std(x) + FINENESS_FLOOR)).log()
+    return ((detail + FINENESS_FLOOR) / (std + FINENESS_FLOOR)).log()
 
 
 # What the source head may read of each tapped block's maps [N, C, H, W] -> [N, C].
@@ -96,7 +96,7 @@ TAP_STATISTICS: dict[str, Callable[[Tensor], Tensor]] = {
     "mean": lambda x: x.mean((2, 3)),
     "std": _std,
     "detail": _detail,
-    "fineness": _fineness,
+    "fineness": lambda x: fineness_of(_detail(x), _std(x)),
 }
 
 
