@@ -81,7 +81,7 @@ def _detail(x: Tensor) -> Tensor:
     return _std(x - F.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
 
 
-FINENESS_FLOOR = 1e-4  # added to both spreads: far below any live channel's (post-ReLU6 maps range over 0-6)
+FINENESS_FLOOR = 1e-4  # added to both spreads: far below a live channel's (ImageNet weights: 0.2-4 typical)
 
 
 def fineness_of(detail: Tensor, std: Tensor) -> Tensor:
@@ -140,7 +140,7 @@ class DetectiveNet(FastExecution, nn.Module):
     """Backbone + global average pooling -> shared layer -> subject logits [B, S] and source logits [B].
 
     With `source_taps` the source head reads other features than the subject head: per-channel statistics of
-    those backbone blocks' maps (`source_statistics`: mean, standard deviation, detail), standardised, then its own
+    those backbone blocks' maps (`source_statistics`: names in `TAP_STATISTICS`), standardised, then its own
     shared layer. Generators leave their traces in the statistics of early, high-resolution maps, which the last
     block's pooled, semantic features have mostly averaged away; the source head then needs only the backbone up to
     its deepest tap.

@@ -90,6 +90,27 @@ def test_optimizer_gives_the_backbone_a_lower_rate(monkeypatch):
     assert len(backbone["params"]) == len(list(module.net.backbone_parameters()))
 
 
+def test_the_optimizer_is_fused_where_torch_has_the_kernel_and_plain_where_it_has_not(monkeypatch):
+    module = module_with(lr=1e-3)
+    monkeypatch.setattr(type(module), "trainer", property(lambda self: type("T", (), {"max_epochs": 5})()))
+    assert module.configure_optimizers()["optimizer"].defaults["fused"]  # on a CPU: torch has it
+    plain_adamw = torch.optim.AdamW
+
+    def without_fused_kernel(*args, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return plain_adamw(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", without_fused_kernel)
+    optimizer = module.configure_optimizers()["optimizer"]
+    assert not optimizer.defaults["fused"]
+    before = [p.detach().clone() for p in module.net.parameters()]
+    for p in module.net.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()  # the plain form still learns
+    assert all(not torch.equal(a, b) for a, b in zip(before, module.net.parameters(), strict=True))
+
+
 def test_group_accuracy_per_subject():
     metric = GroupAccuracy(3)
     metric.update(torch.tensor([1, 0, 1, 1]), torch.tensor([1, 1, 1, 0]), torch.tensor([0, 0, 1, 2]))
