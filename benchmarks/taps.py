@@ -220,7 +220,8 @@ def features(stats: dict, parts: list[tuple[tuple[int, ...], tuple[str, ...]]]) 
 
 
 def statistic(stats: dict, block: int, name: str) -> torch.Tensor:
-    """One statistic of a block's maps [crops, channels], fineness derived from the measured ones as the net does."""
+    """One statistic of a block's maps [crops, channels]; fineness derived from the cached spreads by the net's
+    formula (the net measures them on shifted maps, which differs in constant channels' rounding only)."""
     return fineness_of(stats[block, "detail"], stats[block, "std"]) if name == "fineness" else stats[block, name]
 
 
