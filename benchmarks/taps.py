@@ -7,11 +7,10 @@
 
 For every image, the frozen ImageNet backbone runs on its judging grid of native 224 px crops; each block's maps give
 per-channel statistics (`TAP_STATISTICS`: mean, standard deviation, detail; fineness is derived from the last two)
-per crop. A logistic regression (L2,
-standardised features) is cross-validated on the same stratified folds as `benchmarks/detect.py`, fitted either on
-every crop labelled as its image ("every crop", what `source_loss: crop` trains) or on the statistics averaged over
-each image's grid ("grid mean"); an image's score is the mean of its crops' logits. Prints the mean test AUROC and
-accuracy (at logit 0) over folds per block and per set of blocks.
+per crop. A logistic regression (L2, standardised features) is cross-validated on the same stratified folds as
+`benchmarks/detect.py`, fitted either on every crop labelled as its image ("every crop", what `source_loss: crop`
+trains) or on the statistics averaged over each image's grid ("grid mean"); an image's score is the mean of its
+crops' logits. Prints the mean test AUROC and accuracy (at logit 0) over folds per block and per set of blocks.
 
 `--across` leaves one collection out (names under ../shared/data, or paths): fitted on every crop of the others (each
 collection's real and AI crops weighted equally), judged on the one left out, per set of features, by two scorers: the
@@ -290,14 +289,18 @@ def temperature(logits: torch.Tensor, truth: torch.Tensor) -> float:
     return float(grid[int(losses.argmin())])
 
 
+def confidently_wrong(p: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Which answers are wrong at an AI probability under 0.1 or over 0.9."""
+    return ((p > 0.9) & (truth == 0)) | ((p < 0.1) & (truth == 1))
+
+
 def held_out_metrics(scores: torch.Tensor, truth: torch.Tensor, logits: bool, t: float = 1.0) -> dict[str, float]:
     metrics = {"auroc": auroc(scores, truth)}
     if logits:
         said_ai = scores > 0
         metrics["balanced"] = float((said_ai[truth == 1].float().mean() + (~said_ai[truth == 0]).float().mean()) / 2)
         for name, p in (("confidently_wrong", torch.sigmoid(scores)), ("tempered", torch.sigmoid(scores / t))):
-            wrong = ((p > 0.9) & (truth == 0)) | ((p < 0.1) & (truth == 1))
-            metrics[name] = float(wrong.float().mean())
+            metrics[name] = float(confidently_wrong(p, truth).float().mean())
     return metrics
 
 
@@ -373,8 +376,7 @@ def novelty(collections: list[Collection]) -> None:
             regression = logistic(x, labels, weight)
             measures = novelty_measures(x, regression)
             test = features(judged.stats, parts)
-            p = torch.sigmoid(per_image(regression(test), judged.owner))
-            wrong = ((p > 0.9) & (judged.y == 0)) | ((p < 0.1) & (judged.y == 1))
+            wrong = confidently_wrong(torch.sigmoid(per_image(regression(test), judged.owner)), judged.y)
             for measure, score in measures.items():
                 held = score(test, judged.owner)
                 validation = torch.cat([score(c.training_rows(parts, True)[0], c.validation_owner()) for c in others])
