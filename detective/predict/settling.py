@@ -86,12 +86,11 @@ class Settling:
     def answer(
         self, logits: np.ndarray, owner: np.ndarray, threshold: float, novelty: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Every crop judged: per image, its source logit and novelty (or None) under the rule."""
-        counts = np.bincount(owner, minlength=int(owner.max()) + 1 if len(owner) else 0)
-        first = self.first_crops(owner)
-        settled = self.settled(logits[first], owner[first], counts, threshold)
-        image_novelty = None if novelty is None else self.image_means(novelty, owner, settled)
-        return self.image_means(logits, owner, settled), image_novelty
+        """Every crop judged: per image, its source logit and novelty (or None) under the rule, by `judged` itself
+        reading the crops it asks for from what was judged."""
+        return self.judged(
+            lambda chosen: (logits[chosen], None if novelty is None else novelty[chosen]), owner, threshold
+        )
 
 
 EVERY_CROP = Settling()  # the rule off: each image's answer is the mean of all its crops'
