@@ -8,3 +8,8 @@ UNFAMILIAR_QUANTILE = 0.99
 # caches (README "Speed": 4 measured fastest, 64 took 2.5x longer); a GPU wants large calls.
 CPU_CROP_CHUNK = 4
 GPU_CROP_CHUNK = 64
+# Images per prediction batch where a call names none. On a CPU their crops go through the net CPU_CROP_CHUNK at a time
+# whatever the batch, so a larger batch only holds more decoded crops in memory (README "Memory"); a GPU wants large
+# calls.
+CPU_PREDICT_BATCH = 8
+GPU_PREDICT_BATCH = 32

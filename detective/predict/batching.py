@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image
 
+from detective.constants import CPU_PREDICT_BATCH
 from detective.data.images import ImageDecodeError
 from detective.memory import trim_freed_memory
 from detective.predict.results import Failure, Prediction, Result
@@ -40,6 +41,8 @@ def default_workers() -> int:
 
 class BatchPredictor(ABC):
     """The settings saved with a trained net, and the loop from any mix of image inputs to results."""
+
+    batch_size = CPU_PREDICT_BATCH  # images per batch where a call names none (a predictor on a GPU sets its own)
 
     def __init__(
         self, subjects: Sequence[str], threshold: float, uncertain: float = 0.0, novelty_limit: float | None = None
@@ -92,12 +95,14 @@ class BatchPredictor(ABC):
         )
 
     def iter_predict(
-        self, images: Iterable[ImageInput], batch_size: int = 32, top_k: int = 3, workers: int | None = None
+        self, images: Iterable[ImageInput], batch_size: int | None = None, top_k: int = 3, workers: int | None = None
     ) -> Iterator[Result]:
         """Yield one result per input, in order, as each batch finishes; unreadable inputs become `Failure`s.
 
-        `workers` decoding threads (default: `default_workers()`; 0 decodes inline) stay up to two batches ahead.
+        `workers` decoding threads (default: `default_workers()`; 0 decodes inline) stay up to two batches ahead;
+        `batch_size` defaults to the predictor's.
         """
+        batch_size = self.batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         decoded = self._decoded(images, default_workers() if workers is None else workers, 2 * batch_size)
@@ -110,7 +115,7 @@ class BatchPredictor(ABC):
                 yield self.result(_name(image), *scores[i]) if i in scores else loaded
 
     def predict(
-        self, images: Iterable[ImageInput], batch_size: int = 32, top_k: int = 3, workers: int | None = None
+        self, images: Iterable[ImageInput], batch_size: int | None = None, top_k: int = 3, workers: int | None = None
     ) -> list[Result]:
         """Predict each input in order; an input that cannot be read becomes a `Failure`, not an exception."""
         return list(self.iter_predict(images, batch_size, top_k, workers))

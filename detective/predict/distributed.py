@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
+from detective.constants import CPU_PREDICT_BATCH, GPU_PREDICT_BATCH
 from detective.predict.predictor import Predictor
 from detective.predict.results import Result
 from detective.predict.shards import (
@@ -63,14 +64,15 @@ class ShardPredictor(L.LightningModule):
         self,
         checkpoint: Path,
         files: Sequence[str],
-        batch_size: int = 32,
+        batch_size: int | None = None,
         workers: int = 1,
         top_k: int = 3,
         threshold: float | None = None,
         uncertain: float = 0.0,
         threads: int | None = None,
     ) -> None:
-        """`threads`: torch's CPU threads per process (default: the machine's cores shared among its processes)."""
+        """`threads`: torch's CPU threads per process (default: the machine's cores shared among its processes);
+        `batch_size`: images per batch (default: `Predictor`'s for the accelerator)."""
         super().__init__()
         self.checkpoint, self.files = checkpoint, list(files)
         self.batch_size, self.workers, self.top_k = batch_size, workers, top_k
@@ -89,8 +91,10 @@ class ShardPredictor(L.LightningModule):
     def predict_dataloader(self) -> DataLoader:
         """Every world-size-th file from this process's rank on: each file in exactly one process, none twice."""
         share = self.files[self.global_rank :: self.trainer.world_size]
+        on_cpu = isinstance(self.trainer.accelerator, CPUAccelerator)
+        batch_size = self.batch_size or (CPU_PREDICT_BATCH if on_cpu else GPU_PREDICT_BATCH)
         return DataLoader(
-            FileBatches(share, self.batch_size, self.checkpoint),
+            FileBatches(share, batch_size, self.checkpoint),
             batch_size=None,  # the dataset yields whole batches
             collate_fn=_as_is,
             num_workers=self.workers,

@@ -58,7 +58,7 @@ def evaluate_folder(
     rule: LabelRule = LabelRule(),
     subject_head: bool = True,
     perturbations: Sequence[Perturbation] = (),
-    batch_size: int = 32,
+    batch_size: int | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> Evaluation:
@@ -93,7 +93,7 @@ def evaluate_samples(
     samples: Sequence[Sample],
     predictor: Predictor,
     subject_head: bool = True,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     workers: int | None = None,
     tick: Callable[[], None] = lambda: None,
 ) -> tuple[Evaluation, list[dict[str, str]]]:
@@ -149,7 +149,7 @@ def robustness(
     records: Sequence[Record],
     predictor: Predictor,
     perturbation: Perturbation,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     workers: int | None = None,
     tick: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
@@ -171,14 +171,18 @@ def robustness(
 
 
 def _perturbed_predictions(
-    records: Sequence[Record], predictor: Predictor, perturbation: Perturbation, batch_size: int, workers: int | None
+    records: Sequence[Record],
+    predictor: Predictor,
+    perturbation: Perturbation,
+    batch_size: int | None,
+    workers: int | None,
 ) -> Iterator[float | str]:
     """Per record, in order: the AI probability of the perturbed image, or the reason it failed.
 
     Perturbing (a full decode, and e.g. a JPEG encode) is the costly part, so it runs in the thread pool,
     a batch at a time; the perturbed images are then predicted without further threads."""
     with ThreadPoolExecutor(max(1, default_workers() if workers is None else workers)) as pool:
-        for chunk in _batched(records, batch_size):
+        for chunk in _batched(records, predictor.batch_size if batch_size is None else batch_size):
             images = list(pool.map(lambda r: _perturbed(r.path, perturbation), chunk))
             good = [im for im in images if isinstance(im, Image.Image)]
             scores = iter(predictor.predict(good, batch_size, 1, workers=0))

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from detective.constants import CPU_CROP_CHUNK, GPU_CROP_CHUNK
+from detective.constants import CPU_CROP_CHUNK, GPU_CROP_CHUNK, GPU_PREDICT_BATCH
 from detective.data.geometry import ViewSettings
 from detective.data.images import load_rgb_array
 from detective.data.transforms_np import ArrayViews, eval_views
@@ -132,6 +132,8 @@ class OnnxPredictor(BatchPredictor):
         chosen = settings["threshold"] if threshold is None else threshold
         super().__init__(settings["subjects"], float(chosen), uncertain, settings.get("novelty_limit"))
         self.session = session
+        if session.get_providers()[0] == "CUDAExecutionProvider":
+            self.batch_size = GPU_PREDICT_BATCH
         self.view_settings = ViewSettings(**{k: settings[k] for k in VIEW_SETTINGS})
         self.settling = Settling.from_hparams(settings)
         self.views = eval_views(self.view_settings)

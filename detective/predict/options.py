@@ -42,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the one calibrated on validation data, stored in the checkpoint)",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    parser.add_argument("--batch-size", type=_positive, default=32)
+    parser.add_argument(
+        "--batch-size",
+        type=_positive,
+        help="images per batch (default: 8 on a CPU, where more only hold more photos in memory; 32 on a GPU)",
+    )
     parser.add_argument(
         "--workers",
         type=int,

@@ -124,6 +124,20 @@ def test_a_folder_gives_its_freed_memory_back_after_every_batch(predictor, tiny_
     assert len(trims) == 8  # 15 images in batches of 2
 
 
+def test_a_long_folder_holds_a_few_batches_of_photos_in_memory_whatever_its_length(predictor, tiny_tree, monkeypatch):
+    """On a CPU the default batch is small: a batch's crops go through the net a few at a time anyway, so a larger one
+    would only keep more decoded photos waiting (batch + two batches decoded ahead)."""
+    images = sorted(tiny_tree.rglob("*.png"))[:5] * 20
+    loaded = []
+    load = predictor.load
+    monkeypatch.setattr(predictor, "load", lambda image: loaded.append(image) or load(image))
+    results = predictor.iter_predict(images, workers=2)
+    next(results)
+    assert predictor.batch_size == 8
+    assert len(loaded) <= 3 * predictor.batch_size + 1  # +1: the one submitted before the oldest is handed on
+    assert 1 + sum(1 for _ in results) == len(images) == len(loaded)
+
+
 def test_images_unlike_the_training_ones_are_called_unfamiliar_and_few_of_theirs(predictor, tiny_tree):
     assert predictor.novelty_limit is not None  # calibrated on the validation split and saved with the weights
     seen = predictor.predict(sorted(tiny_tree.rglob("*.png")))
