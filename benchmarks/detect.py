@@ -23,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,15 +94,28 @@ def fold_root(data: Path, files: list[Path], fold: list[int], k: int, workdir: P
     return root
 
 
+# Runs a command and writes its peak resident KB to a file. It stands between this process and the command because
+# Linux counts the memory of the process that forks as the child's peak until it execs (a benchmark that has
+# imported torch would put a floor of its own size under every figure); this launcher is small.
+LAUNCHER = (
+    "import os, subprocess, sys; child = subprocess.Popen(sys.argv[2:]); _, status, usage = os.wait4(child.pid, 0); "
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss)); sys.exit(os.waitstatus_to_exitcode(status))"
+)
+
+
 def whole_process(
     cmd: list[str], stdout: Any, stderr: Any, env: dict[str, str] | None = None
 ) -> tuple[float, float, int]:
     """Run `cmd` from the repository as one fresh process: its wall seconds, its peak resident MB (the kernel's
     figure for it and the children it waited for, `wait4`) and its exit code."""
-    start = time.perf_counter()
-    process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=stdout, stderr=stderr)
-    _, status, usage = os.wait4(process.pid, 0)
-    return time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryDirectory() as folder:
+        peak = Path(folder) / "peak"
+        start = time.perf_counter()
+        code = subprocess.call(
+            [sys.executable, "-I", "-c", LAUNCHER, str(peak), *cmd], cwd=REPO, env=env, stdout=stdout, stderr=stderr
+        )
+        seconds = time.perf_counter() - start
+        return seconds, int(peak.read_text()) / 1024 if peak.exists() else 0.0, code
 
 
 def train_run(root: Path, out: Path, overrides: list[str], weights: Path, epochs: int | None) -> float:
