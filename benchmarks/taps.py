@@ -4,6 +4,7 @@
     uv run python benchmarks/taps.py [--data ../shared/data/realorai_dev] [--weights ...] [--folds 3]
     uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample [--degraded] [--reconstructed]
     uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample --novelty
+    uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample --scale 0.5
 
 For every image, the frozen ImageNet backbone runs on its judging grid of native 224 px crops; each block's maps give
 per-channel statistics (`TAP_STATISTICS`: mean, standard deviation, detail; fineness is derived from the last two)
@@ -24,8 +25,11 @@ training a network. `--reconstructed` adds, for training only, each real photo's
 autoencoder trained on other real photos (`benchmarks/reconstruct.py`), labelled AI: fakes aligned in content with
 the reals. `--novelty` asks instead which measure of unfamiliarity (the net's, a Mahalanobis distance, the spread
 of an image's crop logits), fitted on the other collections, flags the one left out, and whether the flagged images
-are the confidently wrong ones. Statistics are kept under benchmarks/results/taps/ so a second run skips the
-backbone.
+are the confidently wrong ones. `--scale 0.5` judges every image (within a collection, or in training and held out)
+downscaled by that factor first (antialiased), so that whatever resampling and compression left in either source is
+resampled alike. A feature set of the pixels themselves sits beside the backbone's ("pixel traces": periodic
+resampling and block-coding peaks, and the residual's spectrum). Statistics are kept under benchmarks/results/taps/
+so a second run skips the backbone.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ ACROSS_SETS = {
     "deep pooled": [(DEEP, ("mean",))],
     "last block pooled": [((18,), ("mean",))],
     "early statistics + deep pooled": [(EARLY, ("mean", "std", "detail")), (DEEP, ("mean",))],
+    "pixel traces": [(("pixels",), ("traces",))],
 }
 MEASURED = ("mean", "std", "detail")  # what the backbone pass keeps; fineness is derived from std and detail
 NOVELTY_SETS = {
@@ -80,6 +85,10 @@ L2 = 1e-4
 VALIDATION_EVERY = 7  # --across: every 7th image of a training collection fits the temperature, not the regression
 SHRINK = 0.1  # the real-photo model's covariance: (1 - SHRINK) of the sample's, SHRINK of its diagonal
 AI_FOLDERS = ("ai", "1_fake")
+# Pixel traces: the periods at which upsampling (2x, 4x, 8x latent decoders; other ratios) and 8x8 block coding leave
+# peaks in an image's spectrum, and the bands of its residual's radial spectrum.
+PERIODS = (2, 3, 4, 5, 6, 7, 8, 16)
+SPECTRUM_BANDS = 16
 
 
 def degraded(path: Path, seed: int) -> torch.Tensor:
@@ -139,6 +148,48 @@ def judged_crops(path: Path, index: int) -> torch.Tensor:
     from detective.data.transforms import load_image
 
     return grid_crops(load_image(path), 224, 16)
+
+
+def scaled_crops(factor: float) -> Callable[[Path, int], torch.Tensor]:
+    """The judging grid of a file downscaled by `factor` (antialiased bilinear; never below one crop)."""
+    from detective.data.transforms import load_image
+
+    def crops(path: Path, index: int) -> torch.Tensor:
+        image = load_image(path)
+        size = [max(224, round(side * factor)) for side in image.shape[-2:]]
+        image = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True)[0]
+        return grid_crops(image.round().clamp(0, 255).to(torch.uint8), 224, 16)
+
+    return crops
+
+
+def pixel_traces(crops: torch.Tensor) -> torch.Tensor:
+    """Per uint8 crop, what resampling and block coding leave in its luma, whatever the crop's offset [crops,
+    values]: per axis and period p, the log magnitudes of the Fourier terms of the mean absolute neighbour difference
+    folded at p (a peak at 1/p in the spectrum); then the Laplacian residual's power in radial bands (log, centred)."""
+    luma = (crops.float() * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
+    values = []
+    for profile in (luma.diff(dim=2).abs().mean(1), luma.diff(dim=1).abs().mean(2)):  # along x, along y
+        for p in PERIODS:
+            folded = profile[:, : profile.shape[1] // p * p].unflatten(1, (-1, p)).mean(1)
+            share = folded / folded.mean(1, keepdim=True).clamp_min(1e-6)  # a flat crop reads 0, not NaN
+            terms = torch.fft.rfft(share, dim=1).abs()[:, 1 : p // 2 + 1] / p
+            values.append(torch.log(terms + 1e-4))
+    residual = 4 * luma[:, 1:-1, 1:-1] - luma[:, :-2, 1:-1] - luma[:, 2:, 1:-1] - luma[:, 1:-1, :-2] - luma[:, 1:-1, 2:]
+    power = torch.fft.rfft2(residual).abs() ** 2
+    radius = torch.sqrt(torch.fft.fftfreq(residual.shape[1])[:, None] ** 2 + torch.fft.rfftfreq(residual.shape[2]) ** 2)
+    band = (radius / 0.5 * SPECTRUM_BANDS).long().clamp(max=SPECTRUM_BANDS - 1).flatten()
+    bands = torch.zeros(len(crops), SPECTRUM_BANDS).index_add_(1, band, power.flatten(1))
+    bands = torch.log(bands / torch.bincount(band, minlength=SPECTRUM_BANDS) + 1e-8)
+    return torch.cat([*values, bands - bands.mean(1, keepdim=True)], 1)
+
+
+def traced(
+    files: list[Path], crops_of: Callable[[Path, int], torch.Tensor]
+) -> tuple[dict[tuple[str, str], torch.Tensor], torch.Tensor]:
+    """`pixel_traces` of every file's judging grid, in `block_statistics`' form."""
+    rows = [pixel_traces(crops_of(path, index)) for index, path in enumerate(files)]
+    return {("pixels", "traces"): torch.cat(rows)}, torch.cat([torch.full((len(r),), i) for i, r in enumerate(rows)])
 
 
 def degraded_crops(path: Path, index: int) -> torch.Tensor:
@@ -235,13 +286,17 @@ def report(stats: dict, owner: torch.Tensor, y: torch.Tensor, fold: torch.Tensor
 
 class Collection:
     """One collection's crops' statistics, labels and owners, kept on disk; with extra training views when asked: a
-    degraded copy of every image (labelled as it is), and reconstructions of its real photos (labelled AI)."""
+    degraded copy of every image (labelled as it is), and reconstructions of its real photos (labelled AI). `scale`:
+    every view of the collection downscaled by that factor first."""
 
-    def __init__(self, root: Path, weights: Path, degrade: bool = False, reconstruct: bool = False) -> None:
+    def __init__(
+        self, root: Path, weights: Path, degrade: bool = False, reconstruct: bool = False, scale: float | None = None
+    ) -> None:
         self.name = root.name
         files = image_files(root)
         self.y = torch.tensor([f.parent.name in AI_FOLDERS for f in files]).float()
-        self.stats, self.owner = self.cached("", files, weights, judged_crops)
+        main, suffix = (judged_crops, "") if scale is None else (scaled_crops(scale), f"-scaled{scale:g}")
+        self.stats, self.owner = self.cached(suffix, files, weights, main)
         self.extra = []  # (stats, owner, label of each crop): training views only
         if degrade:
             stats, owner = self.cached("-degraded", files, weights, degraded_crops)
@@ -252,12 +307,18 @@ class Collection:
             self.extra.append((stats, real[owner], torch.ones(len(owner))))
 
     def cached(self, suffix: str, files: list[Path], weights: Path, crops_of: Callable[[Path, int], torch.Tensor]):
+        """The backbone's statistics and the pixel traces of `files`' grids (`crops_of`), each kept on disk."""
+        stats, owner = self.kept(suffix, files, lambda: block_statistics(files, weights, crops_of))
+        traces, _ = self.kept(f"{suffix}-traces", files, lambda: traced(files, crops_of))
+        return {**stats, **traces}, owner
+
+    def kept(self, suffix: str, files: list[Path], measure: Callable[[], tuple[dict, torch.Tensor]]):
         path = RESULTS / "taps" / f"{self.name}{suffix}.pt"
         if path.exists():
             saved = torch.load(path, weights_only=False)
             if saved["files"] == [f.name for f in files]:
                 return saved["stats"], saved["owner"]
-        stats, owner = block_statistics(files, weights, crops_of)
+        stats, owner = measure()
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"files": [f.name for f in files], "stats": stats, "owner": owner}, path)
         return stats, owner
@@ -401,17 +462,18 @@ def main() -> None:
         action="store_true",
         help="--across: train on autoencoder reconstructions of each real photo too, as AI (benchmarks/reconstruct.py)",
     )
+    parser.add_argument("--scale", type=float, help="judge every image downscaled by this factor first")
     args = parser.parse_args()
     torch.set_num_threads(1)  # beside training runs on a shared machine: threads of one process wait on each other
     if args.across:
         roots = [Path(c) if "/" in c else REPO.parent / "shared" / "data" / c for c in args.across.split(",")]
-        collections = [Collection(root, args.weights, args.degraded, args.reconstructed) for root in roots]
+        collections = [Collection(root, args.weights, args.degraded, args.reconstructed, args.scale) for root in roots]
         (novelty if args.novelty else across)(collections)
         return
     files = image_files(args.data)
     y = torch.tensor([f.parent.name in AI_FOLDERS for f in files]).float()
     fold = torch.tensor(folds_of(files, args.folds))
-    stats, owner = block_statistics(files, args.weights)
+    stats, owner = block_statistics(files, args.weights, None if args.scale is None else scaled_crops(args.scale))
     for block in BLOCKS:
         for names in (("mean", "std"), ("mean", "std", "detail")):
             report(stats, owner, y, fold, (block,), names, "every crop")
