@@ -83,6 +83,11 @@ def ai_probabilities(image_logits: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-image_logits))
 
 
+def on_gpu(session: Any) -> bool:
+    """Whether the session runs on a CUDA GPU first (it takes larger batches and crop chunks there)."""
+    return session.get_providers()[0] == "CUDAExecutionProvider"
+
+
 def infer(
     session: Any,
     views: ViewSettings,
@@ -96,7 +101,7 @@ def infer(
     or None). Each image's answer follows `settling` (off by default: the mean of all its crops), as `Predictor`
     gives it, judging the crops a settled image skips only where another image of the batch needs them."""
     names = output_names(views, novelty)
-    chunk = GPU_CROP_CHUNK if session.get_providers()[0] == "CUDAExecutionProvider" else CPU_CROP_CHUNK
+    chunk = GPU_CROP_CHUNK if on_gpu(session) else CPU_CROP_CHUNK
     subject: list[np.ndarray] = []
 
     def run(crops: np.ndarray | None) -> list[np.ndarray]:
@@ -132,7 +137,7 @@ class OnnxPredictor(BatchPredictor):
         chosen = settings["threshold"] if threshold is None else threshold
         super().__init__(settings["subjects"], float(chosen), uncertain, settings.get("novelty_limit"))
         self.session = session
-        if session.get_providers()[0] == "CUDAExecutionProvider":
+        if on_gpu(session):
             self.batch_size = GPU_PREDICT_BATCH
         self.view_settings = ViewSettings(**{k: settings[k] for k in VIEW_SETTINGS})
         self.settling = Settling.from_hparams(settings)
