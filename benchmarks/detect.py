@@ -254,6 +254,7 @@ def main() -> None:
             row["subject_acc"] = test_metric(out, "test/subject_acc")
         table[name] = row
         table = {**(json.loads(saved.read_text()) if saved.is_file() else {}), name: row}  # others may have written
+        saved.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no results folder yet
         saved.write_text(json.dumps(table, indent=2))
     print_table(table)
 

@@ -43,12 +43,12 @@ def pad_to(image: torch.Tensor, crop: int) -> torch.Tensor:
 
 
 def grid_crops(image: torch.Tensor, crop: int, max_crops: int) -> torch.Tensor:
-    """The evaluation grid of a uint8 (3, H, W) image as (K, 3, crop, crop)."""
+    """The evaluation grid of a uint8 (3, H, W) image as (K, 3, crop, crop), channels_last as decoded images are:
+    stacking their channels-first views transposed every crop, and batching them transposed it back."""
     h, w = image.shape[-2:]
-    image = pad_to(image, crop)
-    return torch.stack(
-        [image[:, top:bottom, left:right] for left, top, right, bottom in crop_boxes(w, h, crop, max_crops)]
-    )
+    hwc = pad_to(image, crop).permute(1, 2, 0)
+    boxes = crop_boxes(w, h, crop, max_crops)
+    return torch.stack([hwc[top:bottom, left:right] for left, top, right, bottom in boxes]).permute(0, 3, 1, 2)
 
 
 def random_crop_box(width: int, height: int, crop: int) -> tuple[int, int]:

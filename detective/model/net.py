@@ -72,13 +72,13 @@ def _std(x: Tensor) -> Tensor:
     """`x.std((2, 3))` (per channel, Bessel-corrected) as two passes of sums: `Tensor.std` reduces channels-last
     maps several times slower, and these statistics run on every tapped block of every crop."""
     centred = x - x.mean((2, 3), keepdim=True)
-    return (centred.square().sum((2, 3)) / (x.shape[2] * x.shape[3] - 1)).sqrt()
+    return (centred.square_().sum((2, 3)) / (x.shape[2] * x.shape[3] - 1)).sqrt()
 
 
 def _detail(x: Tensor) -> Tensor:
     """Per-channel standard deviation of what a 3x3 local mean leaves out: the maps' finest texture, where
     generators' upsampling and denoising traces sit; mean and standard deviation mostly miss it."""
-    return _std(x - F.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
+    return _std(F.avg_pool2d(x, 3, 1, 1, count_include_pad=False).neg_().add_(x))
 
 
 FINENESS_FLOOR = 1e-2  # added to both spreads: far below a live channel's (0.2-4 typical), far above rounding
