@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from detective.commands import command, program_name
-from detective.label.journal import Journal, read_journal
-from detective.label.plan import apply, plan_folder
+from detective.label.journal import read_journal
+from detective.label.plan import apply, plan_folder, start_journal
 from detective.label.results import LabelError, Result, Status
 from detective.label.rule import DEFAULT_TAG, TagRule
 from detective.label.undo import undo
@@ -108,7 +108,7 @@ def _label(args: argparse.Namespace) -> int:
         if args.dry_run:
             print("Dry run: nothing was changed.")
         return status
-    with Journal.create(plan) as journal:
+    with start_journal(plan) as journal:
         undo_hint = f"{command('label')} --undo {shlex.quote(str(journal.path))}"
         print(f"Journal: {journal.path} (undo with: {undo_hint})")
         pause = float(os.environ.get(PAUSE_ENV) or 0)

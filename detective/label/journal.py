@@ -9,13 +9,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from detective.files import fsync_folder
 from detective.label.results import LabelError
-
-if TYPE_CHECKING:
-    from detective.label.plan import RenamePlan
 
 JOURNAL_KIND = "detective-label"
 JOURNAL_PREFIX = ".detective-label-"  # hidden, so neither the dataset nor a later run reads it as an image
@@ -46,22 +43,19 @@ class Journal:
                 raise LabelError(f"cannot write in {root}: {e.strerror} (label.py needs write access there)") from e
 
     @classmethod
-    def create(cls, plan: RenamePlan) -> Journal:
-        """Write a new journal's header, durably, in the folder being labelled."""
-        journal = cls(plan.root)
+    def create(cls, root: Path, **run: Any) -> Journal:
+        """Write a new journal's header, durably, in the folder being labelled; `run`: what the header records of
+        the run (`plan.start_journal` says it)."""
+        journal = cls(root)
         header = {
             "journal": JOURNAL_KIND,
             "version": 1,
-            "action": "untag" if plan.untag else "tag",
-            "root": str(plan.root.resolve()),
-            "tag": plan.rule.tag,
-            "token": plan.rule.token,
-            "on_conflict": plan.on_conflict,
-            "planned": len(plan.renames),
+            "root": str(root.resolve()),
+            **run,
             "started": datetime.now().astimezone().isoformat(timespec="seconds"),
         }
         journal._write(header, sync=True)
-        fsync_folder(plan.root)
+        fsync_folder(root)
         return journal
 
     def intent(self, src: Path, dst: Path) -> int:

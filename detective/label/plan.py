@@ -7,16 +7,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from detective.data.labels import is_image_name, split_extension
-from detective.label.journal import JOURNAL_PREFIX
+from detective.label.journal import JOURNAL_PREFIX, Journal
 from detective.label.rename import Disk, DryDisk, is_other_link
 from detective.label.results import LabelError, Result, Status
 from detective.label.rule import TagRule
-
-if TYPE_CHECKING:
-    from detective.label.journal import Journal
 
 MAX_NUMBER = 999  # `--on-conflict number` tries `-2` ... `-999` before giving up on a file
 TAKEN = "the new name is taken by another file"
@@ -106,6 +103,18 @@ def _decide(entry: os.DirEntry, rule: TagRule, untag: bool) -> tuple[Status, str
     if rule.is_tagged(entry.name):
         return "already", None
     return "renamed", rule.tagged(entry.name)
+
+
+def start_journal(plan: RenamePlan) -> Journal:
+    """A new journal in the plan's folder, its header saying what the run will do."""
+    return Journal.create(
+        plan.root,
+        action="untag" if plan.untag else "tag",
+        tag=plan.rule.tag,
+        token=plan.rule.token,
+        on_conflict=plan.on_conflict,
+        planned=len(plan.renames),
+    )
 
 
 def apply(plan: RenamePlan, journal: Journal | None, pause: float = 0.0) -> Iterator[Result]:

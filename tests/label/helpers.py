@@ -6,8 +6,8 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from detective.data.labels import IMAGE_EXTENSIONS, is_image_name
-from detective.label.journal import JOURNAL_PREFIX, Journal
-from detective.label.plan import apply, plan_folder
+from detective.label.journal import JOURNAL_PREFIX
+from detective.label.plan import apply, plan_folder, start_journal
 from detective.label.results import Result
 from detective.label.rule import TagRule
 
@@ -41,7 +41,7 @@ def run(folder: Path, **options) -> list[Result]:
     plan = plan_folder(folder, options.pop("rule", RULE), **options)
     if not plan.renames:
         return plan.others
-    with Journal.create(plan) as journal:
+    with start_journal(plan) as journal:
         return plan.others + list(apply(plan, journal))
 
 

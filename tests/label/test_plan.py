@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from detective.label.journal import Journal, read_journal
-from detective.label.plan import apply, plan_folder
+from detective.label.journal import read_journal
+from detective.label.plan import apply, plan_folder, start_journal
 from detective.label.results import LabelError, Result
 from detective.label.rule import TagRule
 from detective.label.undo import undo
@@ -109,7 +109,7 @@ def test_a_name_taken_during_the_run_is_not_overwritten(tmp_path):
     make(tmp_path, ["a.jpg", "b.jpg"])
     plan = plan_folder(tmp_path)
     (tmp_path / "b_ai.jpg").write_text("created by someone else")
-    with Journal.create(plan) as journal:
+    with start_journal(plan) as journal:
         results = {r.src.name: r.status for r in apply(plan, journal)}
     assert results == {"a.jpg": "renamed", "b.jpg": "conflict"}
     assert (tmp_path / "b_ai.jpg").read_text() == "created by someone else"
