@@ -5,6 +5,7 @@
     uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample [--degraded] [--reconstructed]
     uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample --novelty
     uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample --scale 0.5
+    uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample --stability
 
 For every image, the frozen ImageNet backbone runs on its judging grid of native 224 px crops; each block's maps give
 per-channel statistics (`TAP_STATISTICS`: mean, standard deviation, detail; fineness is derived from the last two)
@@ -27,9 +28,10 @@ the reals. `--novelty` asks instead which measure of unfamiliarity (the net's, a
 of an image's crop logits), fitted on the other collections, flags the one left out, and whether the flagged images
 are the confidently wrong ones. `--scale 0.5` judges every image (within a collection, or in training and held out)
 downscaled by that factor first (antialiased), so that whatever resampling and compression left in either source is
-resampled alike. A feature set of the pixels themselves sits beside the backbone's ("pixel traces": periodic
-resampling and block-coding peaks, and the residual's spectrum). Statistics are kept under benchmarks/results/taps/
-so a second run skips the backbone.
+resampled alike. `--stability` fits nothing: how much small Gaussian noise moves an image's pooled features
+(RIGID: real photos' features are steadier), its AUROC on each collection. A feature set of the pixels themselves
+sits beside the backbone's ("pixel traces": periodic resampling and block-coding peaks, and the residual's
+spectrum). Statistics are kept under benchmarks/results/taps/ so a second run skips the backbone.
 """
 
 from __future__ import annotations
@@ -89,6 +91,10 @@ AI_FOLDERS = ("ai", "1_fake")
 # peaks in an image's spectrum, and the bands of its residual's radial spectrum.
 PERIODS = (2, 3, 4, 5, 6, 7, 8, 16)
 SPECTRUM_BANDS = 16
+# --stability: noise standard deviations (normalised input), the blocks whose pooled features are compared, crops
+STABILITY_NOISE = (0.05, 0.2, 0.5)
+STABILITY_BLOCKS = (4, 10, 18)
+STABILITY_CROPS = 4
 
 
 def degraded(path: Path, seed: int) -> torch.Tensor:
@@ -112,27 +118,37 @@ def degraded(path: Path, seed: int) -> torch.Tensor:
     return load_image(io.BytesIO(buffer.getvalue()))
 
 
+def frozen_trunk(weights: Path) -> torch.nn.Sequential:
+    """The ImageNet MobileNetV2's blocks, in eval mode and channels_last."""
+    import torchvision
+
+    net = torchvision.models.mobilenet_v2()
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return net.features.eval().to(memory_format=torch.channels_last)
+
+
+def normalized(crops: torch.Tensor) -> torch.Tensor:
+    """uint8 crops as the backbone takes them: ImageNet-normalised float, channels_last."""
+    from detective.constants import IMAGENET_MEAN, IMAGENET_STD
+
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return ((crops.float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
 def block_statistics(
     files: list[Path], weights: Path, crops_of: Callable[[Path, int], torch.Tensor] | None = None
 ) -> tuple[dict[tuple[int, str], torch.Tensor], torch.Tensor]:
     """Per (block, statistic), every block: [crops, channels] over each image's judging grid (`crops_of(path,
     index)`: uint8 crops, by default the grid of the file as it is), all images' crops in a row, and the image each
     crop belongs to [crops]."""
-    import torchvision
-
-    from detective.constants import IMAGENET_MEAN, IMAGENET_STD
     from detective.memory import trim_freed_memory
 
-    net = torchvision.models.mobilenet_v2()
-    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    trunk = net.features.eval().to(memory_format=torch.channels_last)
-    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    trunk = frozen_trunk(weights)
     stats: dict[tuple[int, str], list[torch.Tensor]] = {(b, s): [] for b in range(len(trunk)) for s in MEASURED}
     owner = []
     with torch.inference_mode():
         for index, path in enumerate(files):
-            crops = ((crops_of or judged_crops)(path, index).float() / 255 - mean) / std
-            crops = crops.contiguous(memory_format=torch.channels_last)
+            crops = normalized((crops_of or judged_crops)(path, index))
             owner += [index] * len(crops)
             trim_freed_memory()  # the small statistics kept between big freed maps would otherwise pin the heap
             for x in crops.split(4):  # a few crops at a time: faster on a CPU (README "Speed")
@@ -452,6 +468,49 @@ def novelty(collections: list[Collection]) -> None:
                 )
 
 
+def instability(files: list[Path], weights: Path) -> dict[tuple[float, int], torch.Tensor]:
+    """Per (noise, block): per image, 1 - the cosine similarity of a block's pooled features of its first
+    `STABILITY_CROPS` judging crops with and without Gaussian noise of that standard deviation (in the normalised
+    input's units), averaged over them."""
+    trunk = frozen_trunk(weights)
+    torch.manual_seed(0)
+
+    def pooled(x: torch.Tensor) -> dict[int, torch.Tensor]:
+        kept = {}
+        for index, block in enumerate(trunk[: max(STABILITY_BLOCKS) + 1]):
+            x = block(x)
+            if index in STABILITY_BLOCKS:
+                kept[index] = x.mean((2, 3))
+        return kept
+
+    scores: dict[tuple[float, int], list[float]] = {(n, b): [] for n in STABILITY_NOISE for b in STABILITY_BLOCKS}
+    with torch.inference_mode():
+        for index, path in enumerate(files):
+            crops = normalized(judged_crops(path, index)[:STABILITY_CROPS])
+            clean = pooled(crops)
+            for noise in STABILITY_NOISE:
+                noisy = pooled(crops + noise * torch.randn_like(crops))
+                for b in STABILITY_BLOCKS:
+                    scores[noise, b].append(float((1 - F.cosine_similarity(clean[b], noisy[b])).mean()))
+    return {key: torch.tensor(v) for key, v in scores.items()}
+
+
+def stability(roots: list[Path], weights: Path) -> None:
+    """A score that needs no AI image to fit (RIGID's: real photos' features are steadier under small noise), so
+    every collection is one it never saw: prints its AUROC per collection, noise and block."""
+    print("\n| noise | block | " + " | ".join(root.name for root in roots) + " |")
+    print("|---|---|" + "---|" * len(roots))
+    measured = []
+    for root in roots:
+        files = image_files(root)
+        truth = torch.tensor([f.parent.name in AI_FOLDERS for f in files]).float()
+        measured.append((instability(files, weights), truth))
+    for noise in STABILITY_NOISE:
+        for b in STABILITY_BLOCKS:
+            cells = [f"{auroc(scores[noise, b], truth):.3f}" for scores, truth in measured]
+            print(f"| {noise:g} | {b} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     parser = folds_parser(__doc__)
     parser.add_argument("--across", help="collections, comma-separated: leave each out in turn")
@@ -463,10 +522,14 @@ def main() -> None:
         help="--across: train on autoencoder reconstructions of each real photo too, as AI (benchmarks/reconstruct.py)",
     )
     parser.add_argument("--scale", type=float, help="judge every image downscaled by this factor first")
+    parser.add_argument("--stability", action="store_true", help="--across: RIGID's noise stability, no fitting")
     args = parser.parse_args()
     torch.set_num_threads(1)  # beside training runs on a shared machine: threads of one process wait on each other
     if args.across:
         roots = [Path(c) if "/" in c else REPO.parent / "shared" / "data" / c for c in args.across.split(",")]
+        if args.stability:
+            stability(roots, args.weights)
+            return
         collections = [Collection(root, args.weights, args.degraded, args.reconstructed, args.scale) for root in roots]
         (novelty if args.novelty else across)(collections)
         return
