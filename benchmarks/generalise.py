@@ -8,8 +8,8 @@ others together (`data.root=[...]`) and `Predictor` judges every image of the on
 `--within` adds each collection's own fold 0 of 3 (benchmarks/detect.py's folds) for reference: what the recipe
 reaches on a generator it was trained on. Per judged set: AUROC, accuracy at the stored threshold, balanced
 accuracy, expected calibration error, the share of confidently wrong answers (wrong at p < 0.1 or > 0.9), the
-share of images called unfamiliar, and the confidently wrong share among the rest; and the calibration lever: ECE
-and confidently wrong answers with a temperature fitted on the run's validation split.
+share of images called unfamiliar, and the confidently wrong share among the rest; and the temperature training
+calibrated with what ECE and confidently wrong answers would be without it.
 A finished run is not trained again, so an interrupted benchmark resumes. Rows go to
 benchmarks/results/generalise.json and a table is printed.
 """
@@ -32,7 +32,7 @@ AI_FOLDERS = ("ai", "1_fake")
 def scores(run: Path, files: list[Path]) -> dict[str, Any]:
     """The source head's metrics on `files` (AI = under an `ai` folder), as `predict.py --evaluate` reports them:
     AUROC, accuracies, ECE, and the images it calls unfamiliar with the confidently wrong answers among all and
-    among the rest; then the same calibration with a temperature fitted on the run's validation split."""
+    among the rest; and the calibration's share: ECE and confidently wrong answers of the net's own probabilities."""
     from detective.evaluation.metrics import familiarity_metrics, source_metrics
     from detective.predict.predictor import Predictor
 
@@ -48,39 +48,27 @@ def scores(run: Path, files: list[Path]) -> dict[str, Any]:
         {k: metrics[k] for k in keep}
         | familiarity
         | {"unfamiliar": familiarity["unfamiliar"] / len(files)}
-        | tempered(predictor, validation_files(run), probs, truth)
+        | untempered(probs, truth, predictor.threshold, predictor.temperature)
     )
 
 
-def validation_files(run: Path) -> list[Path]:
-    """The validation split a finished `train.py` run drew (its saved data config, split again: the split is
-    deterministic)."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    data = instantiate(OmegaConf.load(run / "config.yaml").data)
-    data.setup()
-    return [sample.path for sample in data.splits["val"]]
-
-
-def tempered(predictor: Any, validation: list[Path], probs: list[float], truth: list[int]) -> dict[str, float]:
-    """Calibration lever: the temperature T that fits the validation images' AI logits best (as training fits the
-    threshold there), and the judged images' ECE and confidently wrong share with every logit divided by T (the
-    threshold's too, so every decision stays)."""
+def untempered(probs: list[float], truth: list[int], threshold: float, temperature: float) -> dict[str, float]:
+    """The checkpoint's temperature, and the ECE and confidently wrong share the judged images would have had
+    without it (every logit, the threshold's too, multiplied back by it: the same decisions)."""
     import torch
-    from taps import temperature
 
     from detective.evaluation.metrics import expected_calibration_error, familiarity_metrics
 
-    def logits(p: list[float] | float) -> torch.Tensor:
-        return torch.logit(torch.tensor(p, dtype=torch.float64), eps=1e-7)
+    def own(p: list[float] | float) -> torch.Tensor:
+        return torch.sigmoid(torch.logit(torch.tensor(p, dtype=torch.float64), eps=1e-7) * temperature)
 
-    seen = [r.ai_probability for r in predictor.predict(validation)]
-    t = temperature(logits(seen), torch.tensor([int(f.parent.name in AI_FOLDERS) for f in validation]).double())
-    cooled = torch.sigmoid(logits(probs) / t).tolist()
-    threshold = float(torch.sigmoid(logits(predictor.threshold) / t))
-    wrong = familiarity_metrics(cooled, truth, [False] * len(truth), threshold)["confidently_wrong"]
-    return {"temperature": t, "ece_tempered": expected_calibration_error(cooled, truth), "wrong_tempered": wrong}
+    raw = own(probs).tolist()
+    wrong = familiarity_metrics(raw, truth, [False] * len(truth), float(own(threshold)))["confidently_wrong"]
+    return {
+        "temperature": temperature,
+        "ece_untempered": expected_calibration_error(raw, truth),
+        "wrong_untempered": wrong,
+    }
 
 
 def held_out(collections: list[Path], name: str, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
@@ -115,7 +103,7 @@ def within(collections: list[Path], name: str, overrides: list[str], args: argpa
 def print_table(table: dict[str, dict[str, Any]]) -> None:
     print(
         "\n| recipe | judged on | trained on | AUROC | accuracy | balanced | ECE | confidently wrong | unfamiliar "
-        "| confidently wrong, familiar | T | ECE, confidently wrong at T | train s |"
+        "| confidently wrong, familiar | T | ECE, confidently wrong at T = 1 | train s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, row in table.items():
@@ -123,12 +111,12 @@ def print_table(table: dict[str, dict[str, Any]]) -> None:
             for judged, r in row.get(kind, {}).items():
                 trained = "its other folds" if kind == "within" else " + ".join(r["trained_on"])
                 rest = r.get("confidently_wrong_familiar")
-                at_t = f"{r['ece_tempered']:.3f}, {r['wrong_tempered']:.1%}" if "temperature" in r else "-"
+                own = f"{r['ece_untempered']:.3f}, {r['wrong_untempered']:.1%}" if "temperature" in r else "-"
                 print(
                     f"| {name} | {judged} | {trained} | {r['auroc']:.3f} | {r['accuracy']:.3f} | "
                     f"{r['balanced_accuracy']:.3f} | {r['ece']:.3f} | {r['confidently_wrong']:.1%} | "
                     f"{r['unfamiliar']:.1%} | {'-' if rest is None else f'{rest:.1%}'} | "
-                    f"{r.get('temperature', float('nan')):.2g} | {at_t} | {r['seconds']:.0f} |"
+                    f"{r.get('temperature', float('nan')):.2g} | {own} | {r['seconds']:.0f} |"
                 )
 
 

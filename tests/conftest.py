@@ -106,6 +106,8 @@ RESPONSIVE = {  # hyperparameters of the one-epoch checkpoint changed for the co
     # the larger ones), and larger than some, which are padded.
     "source_crop": 48,
     "source_crops": 8,
+    # A calibrated temperature, so that every path must apply it alike.
+    "temperature": 1.7,
 }
 RESPONSIVE_KINDS = {  # the kinds of model: native crops, the original's downscaled view, no subject head, taps
     "native": {"source_view": "native"},

@@ -1,5 +1,5 @@
 """The metric functions: labels and probabilities in, plain values out (torchmetrics where it has the metric).
-The source threshold's calibration and the calibration error are shared with training."""
+The source threshold's and temperature's calibration and the calibration error are shared with training."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from torchmetrics.functional.classification import (
 
 CALIBRATION_BINS = 10  # equal-width bins of the AI probability, for the ECE and the reliability diagram
 CONFIDENT = 0.1  # an answer is confident when its AI probability is under this or over 1 - this
+TEMPERATURES = torch.logspace(0, 2, 201, dtype=torch.float64)  # 1 to 100, 2.3% apart: what `fit_temperature` tries
 
 
 def best_balanced_threshold(probs: Tensor, target: Tensor) -> tuple[float, float]:
@@ -48,6 +49,21 @@ def best_balanced_threshold(probs: Tensor, target: Tensor) -> tuple[float, float
     tied = torch.nonzero(balanced == balanced.max()).squeeze(1)
     best = int(tied[torch.argmin((candidates[tied] - 0.5).abs())])
     return float(candidates[best].clamp(0, 1)), float(balanced[best])
+
+
+def fit_temperature(logits: Tensor, target: Tensor) -> float:
+    """The temperature T whose AI probabilities sigmoid(logit / T) fit the images' sources best (least log loss),
+    from 1 up: only ever softening. The validation images it is fitted on come from the collections the head was
+    trained on, where it is surest; a T under 1 would sharpen its answers everywhere else too, and a small split that
+    happens to be separable would drive T towards 0. With one source present it stays 1."""
+    target = target.double()
+    if logits.numel() == 0 or target.min() == target.max():
+        return 1.0
+    scaled = logits.double()[None, :] / TEMPERATURES[:, None]
+    losses = torch.nn.functional.binary_cross_entropy_with_logits(
+        scaled, target.expand_as(scaled), reduction="none"
+    ).mean(1)
+    return float(TEMPERATURES[int(losses.argmin())])
 
 
 def expected_calibration_error(

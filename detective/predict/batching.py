@@ -45,13 +45,20 @@ class BatchPredictor(ABC):
     batch_size = CPU_PREDICT_BATCH  # images per batch where a call names none (a predictor on a GPU sets its own)
 
     def __init__(
-        self, subjects: Sequence[str], threshold: float, uncertain: float = 0.0, novelty_limit: float | None = None
+        self,
+        subjects: Sequence[str],
+        threshold: float,
+        uncertain: float = 0.0,
+        novelty_limit: float | None = None,
+        temperature: float = 1.0,
     ) -> None:
         """`subjects`: none without a subject head; `uncertain`: AI probabilities less than this far from the
         threshold are reported as uncertain; `novelty_limit`: images whose novelty exceeds it are reported as
-        unfamiliar (None: the checkpoint cannot tell)."""
+        unfamiliar (None: the checkpoint cannot tell); `temperature`: an image's AI probability is
+        sigmoid(source logit / temperature), as training calibrated it."""
         self.subjects = list(subjects)
         self.threshold = check_threshold(threshold)
+        self.temperature = float(temperature)
         self.uncertain = check_threshold(uncertain)
         self.novelty_limit = novelty_limit
 

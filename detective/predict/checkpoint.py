@@ -33,6 +33,7 @@ ADDED_HPARAMS: dict[str, Any] = {
     "cache_features": False,
     "settle_crops": 0,  # every crop judged (`settling`)
     "settle_margin": 0.0,
+    "temperature": 1.0,  # AI probabilities as the net gave them (`fit_temperature`)
 }
 
 

@@ -159,7 +159,8 @@ def _source_map(
     boxes = predictor.views.source_boxes(width, height)
     note = f"{_heat_note(answer)} per crop; boxes: each crop's own AI probability, red from the threshold"
     heat = normalise(paste(cams, boxes, height, width))
-    return HeadMap("source", heat, boxes, (said, note), torch.sigmoid(sign * scores).tolist(), prediction.threshold)
+    crop_probabilities = torch.sigmoid(sign * scores / predictor.temperature).tolist()
+    return HeadMap("source", heat, boxes, (said, note), crop_probabilities, prediction.threshold)
 
 
 def _view_map(head: str, cams: Tensor, predictor: Predictor, image: Tensor, caption: tuple[str, str]) -> HeadMap:

@@ -111,7 +111,7 @@ def export_onnx(checkpoint: str | Path, destination: str | Path, threshold: floa
         "format": FORMAT_VERSION,
         **{k: _plain(hp[k]) for k in ("subjects", "threshold", "mean", "std")},
         "novelty_limit": hp.get("novelty_limit") if novelty else None,
-        **{k: hp.get(k) for k in ("settle_crops", "settle_margin")},
+        **{k: hp.get(k) for k in ("settle_crops", "settle_margin", "temperature")},
         **asdict(views),
         "backbone": hp.get("backbone", "mobilenet_v2"),
         "inputs": _describe_inputs(views),
@@ -140,9 +140,9 @@ def _describe_inputs(views: ViewSettings) -> str:
 
 
 def _describe_outputs(views: ViewSettings, novelty: bool) -> str:
-    per = "[crops] (one per crop; an image's AI probability is the sigmoid of its crops' mean)"
+    per = "[crops] (one per crop; an image's AI probability is the sigmoid of its crops' mean / temperature)"
     if not views.native:
-        per = "[batch] (an image's AI probability is its sigmoid)"
+        per = "[batch] (an image's AI probability is the sigmoid of its logit / temperature)"
     described = {SUBJECT: "float32 [batch, subjects] (softmax)", SOURCE: f"float32 {per}"}
     described[NOVELTY] = "float32 [crops] (each crop's novelty; an image's is its crops' mean)"
     return "; ".join(f"{name}: {described[name]}" for name in output_names(views, novelty))

@@ -96,10 +96,12 @@ def infer(
     novelty: bool = False,
     settling: Settling = EVERY_CROP,
     threshold: float = 0.5,
+    temperature: float = 1.0,
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Run the model on collated inputs: (subject probabilities [B, S] or None, AI probabilities [B], novelty [B]
     or None). Each image's answer follows `settling` (off by default: the mean of all its crops), as `Predictor`
-    gives it, judging the crops a settled image skips only where another image of the batch needs them."""
+    gives it, judging the crops a settled image skips only where another image of the batch needs them; its AI
+    probability is sigmoid(logit / `temperature`)."""
     names = output_names(views, novelty)
     chunk = GPU_CROP_CHUNK if on_gpu(session) else CPU_CROP_CHUNK
     subject: list[np.ndarray] = []
@@ -124,8 +126,8 @@ def infer(
         logits = np.concatenate([o[0] for o in outputs])
         return logits, np.concatenate([o[1] for o in outputs]) if novelty else None
 
-    logits, image_novelty = settling.judged(judge, owner, threshold)
-    return subject[0] if subject else None, ai_probabilities(logits), image_novelty
+    logits, image_novelty = settling.judged(judge, owner, threshold, temperature)
+    return subject[0] if subject else None, ai_probabilities(logits / temperature), image_novelty
 
 
 class OnnxPredictor(BatchPredictor):
@@ -135,7 +137,9 @@ class OnnxPredictor(BatchPredictor):
         self, session: Any, settings: Mapping[str, Any], threshold: float | None = None, uncertain: float = 0.0
     ) -> None:
         chosen = settings["threshold"] if threshold is None else threshold
-        super().__init__(settings["subjects"], float(chosen), uncertain, settings.get("novelty_limit"))
+        # Models exported before the temperature was calibrated gave the net's own probabilities.
+        temperature = settings.get("temperature", 1.0)
+        super().__init__(settings["subjects"], float(chosen), uncertain, settings.get("novelty_limit"), temperature)
         self.session = session
         if on_gpu(session):
             self.batch_size = GPU_PREDICT_BATCH
@@ -179,7 +183,7 @@ class OnnxPredictor(BatchPredictor):
         novelty = self.novelty_limit is not None
         feeds, owner = collate(loaded)
         subject, ai, image_novelty = infer(
-            self.session, self.view_settings, feeds, owner, novelty, self.settling, self.threshold
+            self.session, self.view_settings, feeds, owner, novelty, self.settling, self.threshold, self.temperature
         )
         return self.ranked(subject, ai.tolist(), top_k, None if image_novelty is None else image_novelty.tolist())
 

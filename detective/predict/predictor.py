@@ -72,10 +72,11 @@ class Predictor(BatchPredictor):
         uncertain: float = 0.0,
         novelty_limit: float | None = None,
         settling: Settling = EVERY_CROP,
+        temperature: float = 1.0,
     ) -> None:
-        """`uncertain`, `novelty_limit`: as `BatchPredictor` takes them; `settling`: when an image's first crops
-        answer for it (off by default: every crop)."""
-        super().__init__(subjects, threshold, uncertain, novelty_limit)
+        """`uncertain`, `novelty_limit`, `temperature`: as `BatchPredictor` takes them; `settling`: when an image's
+        first crops answer for it (off by default: every crop)."""
+        super().__init__(subjects, threshold, uncertain, novelty_limit, temperature)
         self.settling = settling
         self.device = pick_device(device)
         if self.device.type != "cpu":
@@ -109,6 +110,7 @@ class Predictor(BatchPredictor):
             uncertain=uncertain,
             novelty_limit=info.hparams.get("novelty_limit"),
             settling=Settling.from_hparams(info.hparams),
+            temperature=info.hparams["temperature"],
         )
 
     def load(self, image: ImageInput) -> TensorViews:
@@ -130,11 +132,11 @@ class Predictor(BatchPredictor):
         novelty = None
         if crops is None:
             subject_logits, source_logits = self.net(images)
-            ai = torch.sigmoid(source_logits.float()).cpu().tolist()
+            ai = torch.sigmoid(source_logits.float() / self.temperature).cpu().tolist()
         else:
             subject_logits = self.net.subject_logits(images) if images is not None else None
             logits, image_novelty = self.judged_by_image(crops, owner.cpu().numpy())
-            ai = torch.sigmoid(torch.from_numpy(logits)).tolist()
+            ai = torch.sigmoid(torch.from_numpy(logits) / self.temperature).tolist()
             novelty = None if image_novelty is None else image_novelty.tolist()
         probs = None if subject_logits is None else torch.softmax(subject_logits.float(), dim=1).cpu().numpy()
         return self.ranked(probs, ai, top_k, novelty)
@@ -146,4 +148,4 @@ class Predictor(BatchPredictor):
             logits, novelty = self.net.judged(crops[torch.from_numpy(chosen).to(crops.device)])
             return logits.float().cpu().numpy(), None if novelty is None else novelty.float().cpu().numpy()
 
-        return self.settling.judged(judge, owner, self.threshold)
+        return self.settling.judged(judge, owner, self.threshold, self.temperature)

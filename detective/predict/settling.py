@@ -1,5 +1,5 @@
 """How an image's crops become its answer: the mean of its crops' source logits, settled early where its first
-crops already agree.
+crops already agree. (Its AI probability is sigmoid(mean / temperature), the temperature calibrated in training.)
 
 An image's evaluation grid holds up to `source_crops` crops, ordered coarse to fine (`geometry.crop_grid`), so its
 first few are spread over the whole image. Where the mean logit of those first `first` crops lies at least
@@ -47,13 +47,20 @@ class Settling:
         return np.arange(len(owner)) - starts < self.first
 
     def settled(
-        self, first_logits: np.ndarray, first_owner: np.ndarray, counts: np.ndarray, threshold: float
+        self,
+        first_logits: np.ndarray,
+        first_owner: np.ndarray,
+        counts: np.ndarray,
+        threshold: float,
+        temperature: float = 1.0,
     ) -> np.ndarray:
         """Which images [B] are answered from their first crops: more crops than that, and the mean of the first
-        crops' logits (`first_logits`, owned by `first_owner`) at least `margin` from the `threshold`'s logit."""
+        crops' logits (`first_logits`, owned by `first_owner`) at least `margin` from the logit at which the AI
+        probability, sigmoid(logit / `temperature`), reaches the `threshold`."""
         if not self.first:
             return np.zeros(len(counts), dtype=bool)
-        distance = np.abs(mean_by_owner(first_logits, first_owner, len(counts)) - logit(threshold))
+        cut = temperature * logit(threshold)
+        distance = np.abs(mean_by_owner(first_logits, first_owner, len(counts)) - cut)
         return (counts > self.first) & (distance >= self.margin)
 
     def image_means(self, values: np.ndarray, owner: np.ndarray, settled: np.ndarray) -> np.ndarray:
@@ -63,7 +70,11 @@ class Settling:
         return mean_by_owner(values[used], owner[used], len(settled))
 
     def judged(
-        self, judge: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]], owner: np.ndarray, threshold: float
+        self,
+        judge: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]],
+        owner: np.ndarray,
+        threshold: float,
+        temperature: float = 1.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Per image, its source logit and novelty (or None) under the rule, judging the first crops of every image
         and then the rest of the unsettled images' only. `judge(chosen)` runs the network on the crops a mask [N]
@@ -74,7 +85,7 @@ class Settling:
         logits[first], first_novelty = judge(first)
         if first_novelty is not None:
             novelty[first] = first_novelty
-        settled = self.settled(logits[first], owner[first], np.bincount(owner), threshold)
+        settled = self.settled(logits[first], owner[first], np.bincount(owner), threshold, temperature)
         rest = ~first & ~settled[owner]
         if rest.any():
             logits[rest], rest_novelty = judge(rest)
@@ -84,12 +95,17 @@ class Settling:
         return self.image_means(logits, owner, settled), image_novelty
 
     def answer(
-        self, logits: np.ndarray, owner: np.ndarray, threshold: float, novelty: np.ndarray | None = None
+        self,
+        logits: np.ndarray,
+        owner: np.ndarray,
+        threshold: float,
+        novelty: np.ndarray | None = None,
+        temperature: float = 1.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Every crop judged: per image, its source logit and novelty (or None) under the rule, by `judged` itself
         reading the crops it asks for from what was judged."""
         return self.judged(
-            lambda chosen: (logits[chosen], None if novelty is None else novelty[chosen]), owner, threshold
+            lambda chosen: (logits[chosen], None if novelty is None else novelty[chosen]), owner, threshold, temperature
         )
 
 

@@ -33,21 +33,22 @@ class GroupAccuracy(Metric):
 
 
 class Collected(Metric):
-    """Keeps every (probability, target) pair of an epoch, gathered across processes, for calibration."""
+    """Keeps every (value, target) pair of an epoch (an image's source logit, or its novelty), gathered across
+    processes, for calibration."""
 
     full_state_update = False
 
     def __init__(self) -> None:
         super().__init__()
-        self.add_state("probs", [], dist_reduce_fx="cat")
+        self.add_state("values", [], dist_reduce_fx="cat")
         self.add_state("target", [], dist_reduce_fx="cat")
 
-    def update(self, probs: Tensor, target: Tensor) -> None:
-        self.probs.append(probs.detach().float())
+    def update(self, values: Tensor, target: Tensor) -> None:
+        self.values.append(values.detach().float())
         self.target.append(target.detach().long())
 
     def compute(self) -> tuple[Tensor, Tensor]:
-        return dim_zero_cat(self.probs), dim_zero_cat(self.target)
+        return dim_zero_cat(self.values), dim_zero_cat(self.target)
 
 
 def subject_metric_collection(num_subjects: int) -> MetricCollection:

@@ -21,7 +21,7 @@ from torchmetrics.functional.classification import binary_auroc, binary_average_
 
 from detective.constants import IMAGENET_MEAN, IMAGENET_STD, UNFAMILIAR_QUANTILE
 from detective.data.dataset import Batch
-from detective.evaluation.metrics import best_balanced_threshold
+from detective.evaluation.metrics import best_balanced_threshold, fit_temperature
 from detective.model.net import DetectiveNet, freeze_backbone, mean_by_owner, unfreeze_backbone
 from detective.predict.checkpoint import ADDED_HPARAMS, read_checkpoint
 from detective.predict.settling import Settling
@@ -77,13 +77,14 @@ class DetectiveModule(L.LightningModule):
         std: Sequence[float] = IMAGENET_STD,
         source_pos_weight: float | None = None,
         threshold: float = 0.5,
+        temperature: float = 1.0,
         novelty_limit: float | None = None,
         channels_last: bool = True,
         frozen_backbone: str = "folded",
         compile: bool = False,
     ) -> None:
-        """Defaults only for what the run decides (`source_pos_weight`, the calibrated `threshold` and
-        `novelty_limit`), the statistics every ImageNet backbone was trained with, and speed settings that change no
+        """Defaults only for what the run decides (`source_pos_weight`, the calibrated `threshold`, `temperature`
+        and `novelty_limit`), the statistics every ImageNet backbone was trained with, and speed settings that change no
         result; every other value comes from `conf/model` (`freeze_batchnorm` and `cache_features` resolved from
         `auto` by the run). Checkpoints from before a setting existed load through `load_from_checkpoint`, which fills
         it in as they were trained.
@@ -120,7 +121,7 @@ class DetectiveModule(L.LightningModule):
             setattr(self, f"{stage}_source_metrics", source_metric_collection().clone(prefix=f"{stage}/"))
         if n:
             self.per_subject = torch.nn.ModuleDict({stage: GroupAccuracy(n) for stage in ("val_", "test_")})
-        # Every (AI probability, target) of an epoch: for AUROC/AP and the threshold calibration.
+        # Every (source logit, target) of an epoch: for AUROC/AP and the temperature and threshold calibration.
         self.collected = torch.nn.ModuleDict({stage: Collected() for stage in ("val_", "test_")})
         self.novelty = torch.nn.ModuleDict({stage: Collected() for stage in ("val_", "test_")})  # per image
         pos_weight = torch.tensor(source_pos_weight if source_pos_weight else 1.0)
@@ -137,6 +138,14 @@ class DetectiveModule(L.LightningModule):
     @property
     def threshold(self) -> float:
         return float(self.hparams.threshold)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.hparams.temperature)
+
+    def probability(self, source_logits: Tensor) -> Tensor:
+        """AI probabilities of images' source logits, as `Predictor` reports them."""
+        return torch.sigmoid(source_logits.detach().float() / self.temperature)
 
     @property
     def has_subject_head(self) -> bool:
@@ -184,7 +193,11 @@ class DetectiveModule(L.LightningModule):
         threshold: what `Predictor` answers, which judges only the crops the rule reads."""
         as_array = lambda t: t.detach().float().cpu().numpy()  # noqa: E731
         logits, image_novelty = self.settling.answer(
-            as_array(per_crop), owner.cpu().numpy(), self.threshold, None if novelty is None else as_array(novelty)
+            as_array(per_crop),
+            owner.cpu().numpy(),
+            self.threshold,
+            None if novelty is None else as_array(novelty),
+            self.temperature,
         )
         as_tensor = lambda a: torch.from_numpy(a).to(per_crop.device)  # noqa: E731
         return as_tensor(logits), None if image_novelty is None else as_tensor(image_novelty)
@@ -193,15 +206,14 @@ class DetectiveModule(L.LightningModule):
         if batch is None:  # every image of the batch failed to decode (already reported)
             return None
         subject_logits, source_logits, novelty, losses = self.scored(batch, settle=stage == "test")
-        probs = torch.sigmoid(source_logits.detach().float())
-        decisions = (probs >= self.threshold).long()
+        decisions = (self.probability(source_logits) >= self.threshold).long()
         metrics = [getattr(self, f"{stage}_source_metrics")]
         metrics[0].update(decisions, batch.sources.long())
         if subject_logits is not None:
             metrics.append(getattr(self, f"{stage}_subject_metrics"))
             metrics[1].update(subject_logits.detach(), batch.subjects)
         if stage != "train":
-            self.collected[f"{stage}_"].update(probs, batch.sources)
+            self.collected[f"{stage}_"].update(source_logits, batch.sources)
             if novelty is not None:
                 self.novelty[f"{stage}_"].update(novelty, batch.sources)
             if self.has_subject_head:
@@ -238,33 +250,42 @@ class DetectiveModule(L.LightningModule):
             self.log(f"{stage}/source_acc/{name}", value, sync_dist=True)
         self.per_subject[f"{stage}_"].reset()
 
-    def _ranking(self, stage: str) -> tuple[Tensor, Tensor, float | None] | None:
-        """The epoch's probabilities, targets and AUROC; logs AUROC and AP when both sources are present
-        (with one source they are undefined, and torchmetrics' 0.0 would mislead)."""
+    def _collected(self, stage: str) -> tuple[Tensor, Tensor] | None:
+        """The epoch's source logits and targets (None when it had none); the collection starts again."""
         collected = self.collected[f"{stage}_"]
         if collected.update_count == 0:
             return None
-        probs, target = collected.compute()
+        logits, target = collected.compute()
         collected.reset()
+        return logits, target
+
+    def _ranking(self, probs: Tensor, target: Tensor, stage: str) -> float | None:
+        """Logs AUROC and AP when both sources are present (with one source they are undefined, and torchmetrics'
+        0.0 would mislead); returns the AUROC."""
         auroc = None
         if target.min() != target.max():
             auroc = float(binary_auroc(probs, target))
             self.log(f"{stage}/source_auroc", auroc)
             self.log(f"{stage}/source_ap", binary_average_precision(probs, target))
-        return probs, target, auroc
+        return auroc
 
     def on_validation_epoch_end(self) -> None:
-        """Re-calibrate the source threshold on this epoch's validation predictions, and log `val/score`.
+        """Re-calibrate the source temperature, then the threshold, on this epoch's validation predictions, and log
+        `val/score`.
 
-        The threshold lands in the hyperparameters before the checkpoint callback saves, so every checkpoint
-        carries the threshold that suits its own weights (the best one included; see `on_load_checkpoint`).
+        They land in the hyperparameters before the checkpoint callback saves, so every checkpoint carries the
+        calibration that suits its own weights (the best one included; see `on_load_checkpoint`).
         """
         self._log_per_subject("val")
-        ranked = self._ranking("val")
+        collected = self._collected("val")
         novelty = self._novelty("val")
-        if ranked is None or self.trainer.sanity_checking:
+        if collected is None or self.trainer.sanity_checking:
             return
-        probs, target, auroc = ranked
+        logits, target = collected
+        self.hparams.temperature = fit_temperature(logits, target)
+        self.log("val/temperature", self.temperature)
+        probs = self.probability(logits)
+        auroc = self._ranking(probs, target, "val")
         threshold, balanced = best_balanced_threshold(probs, target)
         self.hparams.threshold = threshold
         self.log("val/threshold", threshold)
@@ -296,14 +317,17 @@ class DetectiveModule(L.LightningModule):
         return sum(scores) / len(scores) if scores else 0.0
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """`trainer.test(ckpt_path=best)` restores the best epoch's weights; its calibrated threshold must come
-        with them (the hyperparameters in memory hold the last epoch's)."""
+        """`trainer.test(ckpt_path=best)` restores the best epoch's weights; its calibration must come with them (the
+        hyperparameters in memory hold the last epoch's)."""
         self.hparams.threshold = checkpoint["hyper_parameters"]["threshold"]
+        self.hparams.temperature = checkpoint["hyper_parameters"].get("temperature", 1.0)
         self.hparams.novelty_limit = checkpoint["hyper_parameters"].get("novelty_limit")
 
     def on_test_epoch_end(self) -> None:
         self._log_per_subject("test")
-        self._ranking("test")
+        collected = self._collected("test")
+        if collected is not None:
+            self._ranking(self.probability(collected[0]), collected[1], "test")
         novelty, limit = self._novelty("test"), self.hparams.get("novelty_limit")
         if novelty is not None and limit is not None:
             self.log("test/unfamiliar", (novelty > limit).float().mean())

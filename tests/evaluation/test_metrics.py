@@ -9,6 +9,7 @@ from detective.evaluation.metrics import (
     band_metrics,
     best_balanced_threshold,
     familiarity_metrics,
+    fit_temperature,
     source_metrics,
     subject_metrics,
 )
@@ -125,3 +126,14 @@ def test_subject_metrics_equal_hand_computed_values():
     assert m["per_class"]["dog"] == {"precision": pytest.approx(2 / 3), "recall": pytest.approx(2 / 3), "support": 3}
     assert m["per_class"]["owl"] == {"precision": None, "recall": None, "support": 0}  # never there, never said
     assert m["macro_f1"] == pytest.approx((0.5 + 2 / 3) / 2)  # over the classes present or predicted
+
+
+def test_the_fitted_temperature_is_the_one_that_made_the_labels_and_never_sharpens():
+    generator = torch.Generator().manual_seed(0)
+    honest = torch.randn(20000, generator=generator) * 3  # logits whose sigmoid is the chance of AI
+    target = torch.bernoulli(torch.sigmoid(honest), generator=generator)
+    assert fit_temperature(honest * 2.5, target) == pytest.approx(2.5, rel=0.05)  # overconfident by 2.5
+    assert fit_temperature(honest * 0.5, target) == 1.0  # underconfident: left alone, not sharpened
+    assert fit_temperature(torch.tensor([-3.0, -1.0, 1.0, 3.0]), torch.tensor([0, 0, 1, 1])) == 1.0  # separable
+    assert fit_temperature(torch.tensor([1.0, 2.0]), torch.tensor([1, 1])) == 1.0  # one source
+    assert fit_temperature(torch.tensor([]), torch.tensor([])) == 1.0

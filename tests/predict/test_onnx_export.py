@@ -122,7 +122,7 @@ def test_a_copy_that_disagrees_with_the_net_is_refused_and_not_written(responsiv
 def test_the_check_judges_images_through_their_crops(responsive_checkpoint, tmp_path, monkeypatch):
     """An ONNX side that scored each image by its first crop alone, not the mean of its crops, is caught."""
 
-    def first_crop(self, judge, owner, threshold):
+    def first_crop(self, judge, owner, threshold, temperature=1.0):
         firsts = np.zeros(len(owner), dtype=bool)
         firsts[np.unique(owner, return_index=True)[1]] = True
         return judge(firsts)

@@ -38,7 +38,7 @@ def test_same_tensors_and_probabilities_as_the_lightning_module(trained_checkpoi
     with torch.inference_mode():
         subject_logits, source_logits = module(*collate_views(*zip(*views, strict=True)))
     expected_subjects = torch.softmax(subject_logits, dim=1)
-    expected_ai = torch.sigmoid(source_logits)
+    expected_ai = module.probability(source_logits)
     results = predictor.predict(paths, batch_size=4, top_k=3)
     for r, subj, ai in zip(results, expected_subjects, expected_ai, strict=True):
         assert isinstance(r, Prediction)
@@ -85,6 +85,24 @@ def test_threshold_override_decides_the_source(trained_checkpoint, val_data):
     assert all(r.is_ai and r.threshold == 0.0 and r.source == "AI generated" for r in everything_ai)
     with pytest.raises(ValueError, match="between 0 and 1"):
         Predictor.from_checkpoint(trained_checkpoint, device="cpu", threshold=1.5)
+
+
+def test_the_calibrated_temperature_softens_the_probabilities_and_keeps_every_decision(responsive, tiny_tree, tmp_path):
+    """The responsive checkpoint is calibrated at T 1.7; the same weights at T 1 give the net's own probabilities,
+    sigmoid(T * logit(p)), and with the threshold moved alike the same answers."""
+    calibrated = Predictor.from_checkpoint(responsive("native"), device="cpu")
+    raw = torch.load(responsive("native"), weights_only=True)
+    raw["hyper_parameters"] = {**raw["hyper_parameters"], "temperature": 1.0}
+    torch.save(raw, tmp_path / "own.ckpt")
+    own = Predictor.from_checkpoint(tmp_path / "own.ckpt", device="cpu")
+    paths = sorted(tiny_tree.rglob("*.png"))
+    softened, sharp = calibrated.predict(paths), own.predict(paths)
+    assert calibrated.temperature == 1.7
+    back = torch.sigmoid(torch.logit(torch.tensor([r.ai_probability for r in softened], dtype=torch.float64)) * 1.7)
+    assert back.tolist() == pytest.approx([r.ai_probability for r in sharp], abs=1e-5)
+    assert max(abs(r.ai_probability - 0.5) for r in softened) < max(abs(r.ai_probability - 0.5) for r in sharp)
+    own.threshold = float(torch.sigmoid(torch.logit(torch.tensor(calibrated.threshold, dtype=torch.float64)) * 1.7))
+    assert [r.is_ai for r in own.predict(paths)] == [r.is_ai for r in softened]
 
 
 def test_uncertain_band_says_uncertain_only_near_the_threshold(trained_checkpoint, val_data):

@@ -27,6 +27,19 @@ def test_the_margin_is_measured_from_the_threshold_and_the_rule_off_is_the_plain
     assert logit(0.0) == -np.inf and logit(1.0) == np.inf and logit(0.5) == 0.0
 
 
+def test_with_a_temperature_the_margin_is_measured_from_the_logit_where_the_probability_reaches_the_threshold():
+    # p = sigmoid(logit / 2) reaches sigmoid(1.5) at logit 3: image 0's first crops (mean 5.5) lie 2.5 beyond it,
+    # image 1's (mean 0) 3 below it, so both settle; at sigmoid(2) the cut is 4 and image 0's lie within the margin.
+    plain = [(6 + 5 - 27) / 5, 2.4, 7.0]
+    settling = Settling(2, 2.0)
+    assert settling.answer(LOGITS, OWNER, 1 / (1 + np.exp(-1.5)), temperature=2.0)[0].tolist() == pytest.approx(
+        [5.5, 0.0, 7.0]
+    )
+    assert settling.answer(LOGITS, OWNER, 1 / (1 + np.exp(-2.0)), temperature=2.0)[0].tolist() == pytest.approx(
+        [plain[0], 0.0, 7.0]
+    )
+
+
 def test_novelty_follows_the_crops_that_answered():
     novelty = np.arange(12, dtype=np.float32)
     _, image_novelty = Settling(2, 2.0).answer(LOGITS, OWNER, 0.5, novelty)

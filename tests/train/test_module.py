@@ -146,7 +146,10 @@ def test_a_crop_loss_scores_every_crop_against_its_images_label_and_judges_by_th
         make_module((), source_loss="pixel")
 
 
-def test_a_restored_checkpoint_brings_its_own_threshold():
-    module = module_with(threshold=0.24)  # the last epoch's, as in memory after fitting
-    module.on_load_checkpoint({"hyper_parameters": {**module.hparams, "threshold": 0.58}})  # the best epoch's
-    assert module.threshold == 0.58
+def test_a_restored_checkpoint_brings_its_own_threshold_and_temperature():
+    module = module_with(threshold=0.24, temperature=1.3)  # the last epoch's, as in memory after fitting
+    best = {**module.hparams, "threshold": 0.58, "temperature": 2.1}  # the best epoch's
+    module.on_load_checkpoint({"hyper_parameters": best})
+    assert (module.threshold, module.temperature) == (0.58, 2.1)
+    logits = torch.tensor([-4.2, 0.0, 2.1])
+    assert module.probability(logits).tolist() == pytest.approx(torch.sigmoid(logits / 2.1).tolist())

@@ -195,6 +195,14 @@ def test_reported_test_metrics_are_what_predict_gives_with_the_best_checkpoint(t
     unfamiliar = sum(r.unfamiliar for r in results) / len(test)  # over the best epoch's novelty limit
     expected = {"test/source_acc": source_acc, "test/subject_acc": subject_acc, "test/unfamiliar": unfamiliar}
     assert reported == pytest.approx(expected, abs=1e-6)
+    # The probabilities are the best epoch's calibration: the temperature one of its validations fitted, from 1 up.
+    temperature = read_checkpoint(best).hparams["temperature"]
+    fitted = [
+        float(r["val/temperature"])
+        for r in csv.DictReader((out / "logs" / "metrics.csv").open())
+        if r.get("val/temperature")
+    ]
+    assert temperature >= 1.0 and min(abs(t - temperature) for t in fitted) < 1e-6
     # ... and the run drew its pictures: real PNGs of plausible size.
     pictures = {p.name: p for p in (out / "plots").glob("*.png")}
     assert {"training_curves.png", "subject_confusion.png", "source_reliability.png"} <= set(pictures)
