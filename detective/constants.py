@@ -13,3 +13,7 @@ GPU_CROP_CHUNK = 64
 # calls.
 CPU_PREDICT_BATCH = 8
 GPU_PREDICT_BATCH = 32
+# Freed memory that prediction keeps for the next batch (detective.memory): fresh pages would be faulted in again
+# for every batch's activations; beyond this it is handed back after the batch, so photos of many sizes cannot grow
+# the process.
+PREDICT_KEPT_MEMORY = 256 * 2**20

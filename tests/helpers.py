@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import types
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -148,3 +149,20 @@ def responsive_copy(trained: Path, tree: Path, path: Path, **changes: object) ->
     raw["state_dict"] = {NET_PREFIX + k: v for k, v in net.eval().state_dict().items()}
     torch.save(raw, path)
     return path
+
+
+class FakeGlibc:
+    """Stands in for glibc's malloc knobs: every `mallopt` succeeds, `malloc_trim` calls are counted, and
+    `mallinfo2` (absent with `free=None`, as before glibc 2.33) reports `free` bytes lying free in the heap."""
+
+    def __init__(self, free: int | None = None) -> None:
+        self.trims = 0
+        if free is not None:
+            self.mallinfo2 = lambda: types.SimpleNamespace(fordblks=free)
+
+    def mallopt(self, parameter: int, value: int) -> int:
+        return 1
+
+    def malloc_trim(self, pad: int) -> int:
+        self.trims += 1
+        return 1

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from detective import memory
-from detective.memory import reusing_freed_memory
-from tests.helpers import REPO
+from detective.memory import reusing_freed_memory, trim_freed_memory
+from tests.helpers import REPO, FakeGlibc
 
 # Page faults of allocating and filling a 64 MB tensor (larger than malloc ever keeps by default) and freeing it, as
 # a training loop does with a batch's activations: in steady state (after the heap has grown to fit) before the
@@ -98,6 +98,59 @@ def test_trimming_gives_the_holes_of_a_fragmented_heap_back_except_while_reuse_k
     trimmed, before, after, while_reusing = out[0] == "True", int(out[1]), int(out[2]), out[3] == "True"
     assert trimmed and after <= before - 10
     assert not while_reusing
+
+
+# Inside a block with a limit, as prediction runs: in steady state (glibc's heap then holds several 64 MB blocks) a
+# freed 64 MB batch stays in the heap under a limit above that, so the next batch of that size faults almost no page
+# in; under a 16 MB limit trimming hands it back and it faults again.
+LIMITED = textwrap.dedent(
+    """
+    import resource, torch
+    from detective.memory import free_heap_bytes, reusing_freed_memory, trim_freed_memory
+
+    def faults_of_a_batch():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.ones(16 * 2**20)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    for limit in (2**40, 16 * 2**20):
+        with reusing_freed_memory(limit=limit):
+            for _ in range(16):  # until the heap has grown to fit
+                faults_of_a_batch()
+            free, trimmed = free_heap_bytes() // 2**20, trim_freed_memory()
+            print(free, trimmed, faults_of_a_batch())
+    """
+)
+
+
+@pytest.mark.skipif(memory.free_heap_bytes() is None, reason="needs glibc 2.33 or later (mallinfo2)")
+def test_within_a_limit_freed_batches_are_kept_and_beyond_it_given_back():
+    out = subprocess.run([sys.executable, "-c", LIMITED], capture_output=True, text=True, check=True).stdout.split()
+    free_under, trimmed_under, faults_kept, free_over, trimmed_over, faults_again = out
+    assert int(free_under) >= 64 and int(free_over) >= 64
+    assert trimmed_under == "False" and trimmed_over == "True"
+    assert int(faults_kept) * 10 < int(faults_again)
+
+
+@pytest.mark.parametrize(
+    ("free", "limit", "trims"),
+    [
+        (10 * 2**20, 100 * 2**20, False),  # kept for the next batch
+        (200 * 2**20, 100 * 2**20, True),  # beyond the limit: handed back
+        (None, 100 * 2**20, True),  # a glibc that cannot tell (before 2.33): handed back, as outside the block
+        (None, float("inf"), False),  # no limit (train.py's reuse_freed_memory): always kept
+    ],
+)
+def test_trimming_inside_a_block_follows_its_limit(monkeypatch, free, limit, trims):
+    libc = FakeGlibc(free)
+    monkeypatch.setattr(memory, "_glibc", lambda: libc)
+    with reusing_freed_memory(limit=limit):
+        assert trim_freed_memory() is trims
+        with reusing_freed_memory(limit=0):  # a block inside another changes nothing, on entry or exit
+            assert trim_freed_memory() is trims
+        assert trim_freed_memory() is trims
+    assert libc.trims == 3 * trims + 1  # and the block gives everything back when it ends
+    assert trim_freed_memory() is True  # outside any block: always
 
 
 def test_without_glibc_trimming_does_nothing(monkeypatch):

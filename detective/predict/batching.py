@@ -18,9 +18,9 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image
 
-from detective.constants import CPU_PREDICT_BATCH
+from detective.constants import CPU_PREDICT_BATCH, PREDICT_KEPT_MEMORY
 from detective.data.images import ImageDecodeError
-from detective.memory import trim_freed_memory
+from detective.memory import reusing_freed_memory, trim_freed_memory
 from detective.predict.results import Failure, Prediction, Result
 
 ImageInput = str | os.PathLike | bytes | BinaryIO | Image.Image
@@ -113,13 +113,14 @@ class BatchPredictor(ABC):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         decoded = self._decoded(images, default_workers() if workers is None else workers, 2 * batch_size)
-        while chunk := list(islice(decoded, batch_size)):
-            good = [(i, loaded) for i, (_, loaded) in enumerate(chunk) if not isinstance(loaded, Failure)]
-            ranked = self.score([loaded for _, loaded in good], top_k) if good else []
-            scores = dict(zip((i for i, _ in good), ranked, strict=True))
-            trim_freed_memory()  # photos of many sizes would otherwise leave the heap growing (detective.memory)
-            for i, (image, loaded) in enumerate(chunk):
-                yield self.result(_name(image), *scores[i]) if i in scores else loaded
+        with reusing_freed_memory(limit=PREDICT_KEPT_MEMORY):
+            while chunk := list(islice(decoded, batch_size)):
+                good = [(i, loaded) for i, (_, loaded) in enumerate(chunk) if not isinstance(loaded, Failure)]
+                ranked = self.score([loaded for _, loaded in good], top_k) if good else []
+                scores = dict(zip((i for i, _ in good), ranked, strict=True))
+                trim_freed_memory()  # beyond the memory kept, photos of many sizes would grow the heap
+                for i, (image, loaded) in enumerate(chunk):
+                    yield self.result(_name(image), *scores[i]) if i in scores else loaded
 
     def predict(
         self, images: Iterable[ImageInput], batch_size: int | None = None, top_k: int = 3, workers: int | None = None

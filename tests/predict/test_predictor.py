@@ -7,11 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
+from detective import memory
+from detective.constants import PREDICT_KEPT_MEMORY
 from detective.data.dataset import collate_views
 from detective.predict.checkpoint import CheckpointError
 from detective.predict.predictor import Failure, Prediction, Predictor
 from detective.train.module import DetectiveModule
-from tests.helpers import make_datamodule
+from tests.helpers import FakeGlibc, make_datamodule
 
 
 @pytest.fixture(scope="module")
@@ -132,14 +134,25 @@ def test_checkpoint_that_is_not_a_detective_one_is_refused(tmp_path):
         Predictor.from_checkpoint(garbage)
 
 
-def test_a_folder_gives_its_freed_memory_back_after_every_batch(predictor, tiny_tree, monkeypatch):
-    import detective.predict.batching
-
+@pytest.mark.parametrize(("free", "trims"), [(PREDICT_KEPT_MEMORY, 0), (PREDICT_KEPT_MEMORY + 1, 8), (None, 8)])
+def test_a_folder_keeps_a_batch_s_freed_memory_for_the_next_up_to_a_limit(
+    predictor, tiny_tree, monkeypatch, free, trims
+):
+    """Each batch's activations reuse the last one's freed pages instead of faulting fresh ones in; past the limit
+    (or where glibc cannot tell how much lies free) they are given back after the batch, so photos of many sizes
+    never grow the process."""
     images = sorted(tiny_tree.rglob("*.png"))[:5]
-    trims = []
-    monkeypatch.setattr(detective.predict.batching, "trim_freed_memory", lambda: trims.append(True) or True)
+    libc = FakeGlibc(free)
+    monkeypatch.setattr(memory, "_glibc", lambda: libc)
     assert len(predictor.predict(images * 3, batch_size=2)) == 15
-    assert len(trims) == 8  # 15 images in batches of 2
+    assert libc.trims == trims + 1  # 15 images in batches of 2; all given back at the end
+
+
+def test_a_folder_is_predicted_alike_without_glibc(predictor, tiny_tree, monkeypatch):
+    images = sorted(tiny_tree.rglob("*.png"))[:5]
+    with_glibc = predictor.predict(images)
+    monkeypatch.setattr(memory, "_glibc", lambda: None)
+    assert predictor.predict(images) == with_glibc
 
 
 def test_a_long_folder_holds_a_few_batches_of_photos_in_memory_whatever_its_length(predictor, tiny_tree, monkeypatch):
