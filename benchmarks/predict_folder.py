@@ -1,16 +1,16 @@
 """predict.py on whole folders: wall time and peak memory, beside a same-run reference for the network's cost.
 
     uv run python benchmarks/predict_folder.py --checkpoint best.ckpt [--folder ../shared/data/realorai_dev]
-        [--phone 40] [--threads 2]
+        [--phone 40] [--threads 2] [--rounds 3]
 
 Per folder (the given one, and `--phone` generated 4032x3024 JPEGs of 12 MP), each a fresh process timed as a
-whole, its peak resident memory taken from the kernel (`wait4`):
+whole, its peak resident memory taken from the kernel (`wait4`), every variant in turn for `--rounds` rounds:
 - reference: Pillow decodes each file and a bare eager torchvision MobileNetV2, blocks 0-10, runs on the same crops
   the checkpoint judges (its grid), 64 at a time: the network's cost without any of detective's levers;
 - `predict.py --json` with the checkpoint as it is, and with a copy of it that judges every crop of every image
   (`model.settle_crops=0`); `--evaluate` on the same files; and the checkpoint's ONNX export (`--export`, needs the
   `onnx` extra) through onnxruntime.
-The machine is shared and noisy, so the ratios to the reference of the same run are the figures to compare.
+The machine is shared and noisy, so the figures to compare are the medians of the ratios to the same round's reference.
 Rows go to benchmarks/results/predict_folder.json.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from detect import whole_process  # noqa: E402
 
 PHONE = (4032, 3024)
+REFERENCE = "reference (Pillow + bare eager blocks 0-10)"
 REFERENCE_BATCH = 64
 
 
@@ -110,34 +112,47 @@ def phone_folder(count: int) -> Path:
     return folder
 
 
-def rows_for(checkpoint: Path, every_crop: Path, onnx_model: Path, folder: Path, threads: int) -> list[dict[str, Any]]:
-    """The variants on one folder, run one after another, printed as they finish."""
+def rows_for(
+    checkpoint: Path, every_crop: Path, onnx_model: Path, folder: Path, threads: int, rounds: int
+) -> list[dict[str, Any]]:
+    """The variants on one folder, run in turn `rounds` times (each run printed as it finishes): per variant the median
+    wall time, the largest peak, and the median of its ratios to the same round's reference."""
     from detective.predict.discover import expand_inputs
 
     py, predict = sys.executable, str(REPO / "predict.py")
     common = ["--json", "--no-progress", "--device", "cpu", "--threads", str(threads), str(folder)]
     reference_run = [py, __file__, "--reference", "--checkpoint", str(checkpoint), "--folder", str(folder)]
     variants = {
-        "reference (Pillow + bare eager blocks 0-10)": [*reference_run, "--threads", str(threads)],
+        REFERENCE: [*reference_run, "--threads", str(threads)],
         "predict.py": [py, predict, "--checkpoint", str(checkpoint), *common],
         "predict.py, every crop (settle_crops=0)": [py, predict, "--checkpoint", str(every_crop), *common],
         "predict.py --evaluate": [py, predict, "--checkpoint", str(checkpoint), "--evaluate", *common],
         "predict.py, ONNX export": [py, predict, "--checkpoint", str(onnx_model), *common],
     }
+    if not (folder / "ai").is_dir():
+        del variants["predict.py --evaluate"]  # --evaluate needs labels: the generated phone photos have none
     images = len(list(expand_inputs([str(folder)]).files))
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    for round_ in range(1, rounds + 1):
+        for name, cmd in variants.items():
+            figures = measured(cmd, threads)
+            runs[name].append(figures)
+            print(f"  round {round_}: {name:<44} {figures['seconds']:7.1f} s  {figures['peak_mb']:6.0f} MB", flush=True)
+    reference_seconds = [figures["seconds"] for figures in runs[REFERENCE]]
     rows = []
-    for name, cmd in variants.items():
-        if "--evaluate" in cmd and not (folder / "ai").is_dir():
-            continue  # --evaluate needs labels: the generated phone photos have none
-        figures = measured(cmd, threads)
-        rows.append({"folder": str(folder), "images": images, "variant": name, **figures})
-        rate = images / figures["seconds"]
-        print(
-            f"  {name:<44} {figures['seconds']:7.1f} s  {rate:5.2f} photos/s  {figures['peak_mb']:6.0f} MB", flush=True
+    for name, figures in runs.items():
+        seconds = [f["seconds"] for f in figures]
+        rows.append(
+            {
+                "folder": str(folder),
+                "images": images,
+                "variant": name,
+                "seconds": statistics.median(seconds),
+                "seconds_each": seconds,
+                "peak_mb": max(f["peak_mb"] for f in figures),
+                "vs_reference": statistics.median(s / r for s, r in zip(seconds, reference_seconds, strict=True)),
+            }
         )
-    base = rows[0]["seconds"]
-    for row in rows:
-        row["vs_reference"] = row["seconds"] / base
     return rows
 
 
@@ -147,6 +162,7 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=REPO.parent / "shared" / "data" / "realorai_dev")
     parser.add_argument("--phone", type=int, default=40, help="generated 12 MP JPEGs (0: none)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every variant, in turn (medians are reported)")
     parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)  # the reference's own process
     args = parser.parse_args()
     if args.reference:
@@ -161,10 +177,14 @@ def main() -> None:
         onnx_model = export_onnx(args.checkpoint, Path(tmp) / "model.onnx").path
         for folder in folders:
             print(f"\n{folder}")
-            rows += rows_for(args.checkpoint, every_crop, onnx_model, folder, args.threads)
-    print("\nWall time as a share of the same run's reference:")
+            rows += rows_for(args.checkpoint, every_crop, onnx_model, folder, args.threads, args.rounds)
+    print(f"\nMedians of {args.rounds} rounds; wall time as a share of the same round's reference (median):")
     for row in rows:
-        print(f"  {Path(row['folder']).name:<16} {row['variant']:<44} {row['vs_reference']:.2f}x")
+        rate = row["images"] / row["seconds"]
+        print(
+            f"  {Path(row['folder']).name:<16} {row['variant']:<44} {row['seconds']:7.1f} s  {rate:5.2f} photos/s"
+            f"  {row['peak_mb']:6.0f} MB  {row['vs_reference']:.2f}x"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "predict_folder.json").write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -17,3 +17,7 @@ GPU_PREDICT_BATCH = 32
 # for every batch's activations; beyond this it is handed back after the batch, so photos of many sizes cannot grow
 # the process.
 PREDICT_KEPT_MEMORY = 256 * 2**20
+# How long an idle OpenMP thread of prediction spins before it sleeps (GNU libgomp's GOMP_SPINCOUNT, set by predict.py
+# unless the user set it). libgomp's default spins 300 times longer, which on a small machine takes the cores of the
+# decoding threads where decoding is most of the work; spinning far less, the network's threads sleep between its calls.
+PREDICT_SPIN_COUNT = 1000

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -46,9 +47,12 @@ def grid_crops(image: torch.Tensor, crop: int, max_crops: int) -> torch.Tensor:
     """The evaluation grid of a uint8 (3, H, W) image as (K, 3, crop, crop), channels_last as decoded images are:
     stacking their channels-first views transposed every crop, and batching them transposed it back."""
     h, w = image.shape[-2:]
-    hwc = pad_to(image, crop).permute(1, 2, 0)
+    hwc = pad_to(image, crop).permute(1, 2, 0).numpy()
     boxes = crop_boxes(w, h, crop, max_crops)
-    return torch.stack([hwc[top:bottom, left:right] for left, top, right, bottom in boxes]).permute(0, 3, 1, 2)
+    # Stacked by numpy: a torch copy this size runs an OpenMP team of its own in the calling thread (prediction's
+    # decoding threads), and with more OpenMP threads than cores the network's threads sleep between calls.
+    crops = np.stack([hwc[top:bottom, left:right] for left, top, right, bottom in boxes])
+    return torch.from_numpy(crops).permute(0, 3, 1, 2)
 
 
 def random_crop_box(width: int, height: int, crop: int) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from detective.commands import command, program_name
+from detective.constants import PREDICT_SPIN_COUNT
 from detective.predict.discover import (
     CHECKPOINT_PATTERNS,
     CheckpointError,
@@ -44,6 +45,7 @@ def first_process() -> bool:
 
 def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run `predict.py` with `argv`; returns the exit status."""
+    os.environ.setdefault("GOMP_SPINCOUNT", str(PREDICT_SPIN_COUNT))  # read once, when torch loads libgomp
     out, err = stdout or sys.stdout, stderr or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from detective.commands import command
+from detective.constants import PREDICT_SPIN_COUNT
 from detective.predict.cli import main
 from tests.helpers import REPO
 
@@ -32,6 +34,19 @@ def test_text_line_per_image(trained_checkpoint, tree_pngs):
     assert (code, err) == (0, "")
     line = out.strip()
     assert line.startswith(f"{tree_pngs[0]}  Object: ") and "Source: " in line and "(AI probability 0." in line
+
+
+@pytest.mark.parametrize(("chosen", "spin"), [(None, str(PREDICT_SPIN_COUNT)), ("300000", "300000")])
+def test_the_network_s_threads_spin_briefly_before_sleeping_unless_the_user_chose(
+    trained_checkpoint, tree_pngs, monkeypatch, chosen, spin
+):
+    """Set before torch loads libgomp: parsing imports no torch (the import test below)."""
+    if chosen is None:
+        monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    else:
+        monkeypatch.setenv("GOMP_SPINCOUNT", chosen)
+    assert run(str(tree_pngs[0]), "--checkpoint", str(trained_checkpoint), "--device", "cpu")[0] == 0
+    assert os.environ["GOMP_SPINCOUNT"] == spin
 
 
 def test_json_lines_with_top_k_and_threshold_override(trained_checkpoint, tree_pngs):
