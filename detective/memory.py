@@ -69,8 +69,12 @@ def free_heap_bytes() -> int | None:
 
 
 def _keeps_freed_memory() -> bool:
-    if not _reusing or _limit == math.inf:
-        return _reusing
+    """Whether `reusing_freed_memory` keeps the heap's free pages now: always without a limit, within one only while
+    glibc says that no more than the limit lies free."""
+    if not _reusing:
+        return False
+    if _limit == math.inf:
+        return True
     free = free_heap_bytes()
     return free is not None and free <= _limit
 
