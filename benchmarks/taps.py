@@ -20,7 +20,10 @@ logistic regression, and a model of real photos only (how far a crop's features 
 real crops: squared Mahalanobis distance, covariance shrunk towards its diagonal). Prints AUROC, balanced accuracy at
 logit 0 and the share of confidently wrong answers (p < 0.1 or > 0.9 on the wrong side) of each held-out collection,
 also after temperature scaling fitted on every 7th image of the training collections (kept out of the regression), as
-a validation split would fit it. `--degraded` adds, for training only, a degraded copy of every image (rescaled by
+a validation split would fit it, and after one fitted across collections instead (each training collection's validation
+images scored by a regression fitted on the other training collections: as a generator it never saw), with the
+calibration error each temperature gives the held-out collection and the training collections' validation images.
+`--degraded` adds, for training only, a degraded copy of every image (rescaled by
 0.5-1.5 at random, re-compressed as JPEG at quality 60-95, some blurred): the augmentation lever, measured without
 training a network. `--reconstructed` adds, for training only, each real photo's crops passed through a small
 autoencoder trained on other real photos (`benchmarks/reconstruct.py`), labelled AI: fakes aligned in content with
@@ -371,14 +374,38 @@ def confidently_wrong(p: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return ((p > 0.9) & (truth == 0)) | ((p < 0.1) & (truth == 1))
 
 
-def held_out_metrics(scores: torch.Tensor, truth: torch.Tensor, logits: bool, t: float = 1.0) -> dict[str, float]:
+def held_out_metrics(
+    scores: torch.Tensor, truth: torch.Tensor, logits: bool, t: float = 1.0, t_across: float = 1.0
+) -> dict[str, float]:
     metrics = {"auroc": auroc(scores, truth)}
     if logits:
         said_ai = scores > 0
         metrics["balanced"] = float((said_ai[truth == 1].float().mean() + (~said_ai[truth == 0]).float().mean()) / 2)
-        for name, p in (("confidently_wrong", torch.sigmoid(scores)), ("tempered", torch.sigmoid(scores / t))):
-            metrics[name] = float(confidently_wrong(p, truth).float().mean())
+        for name, divisor in (("confidently_wrong", 1.0), ("tempered", t), ("across", t_across)):
+            metrics[name] = float(confidently_wrong(torch.sigmoid(scores / divisor), truth).float().mean())
     return metrics
+
+
+def across_temperature(others: list[Collection], parts) -> float:
+    """The temperature fitted on generators the regression never saw: each training collection's validation images
+    scored by a regression fitted on the other training collections only."""
+    scored = []
+    for held in others:
+        rest = [c for c in others if c is not held]
+        x, labels, weight = (torch.cat(t) for t in zip(*[c.training_rows(parts) for c in rest], strict=True))
+        scored.append(held.validation_images(logistic(x, labels, weight)(held.training_rows(parts, True)[0])))
+    return temperature(*(torch.cat(v) for v in zip(*scored, strict=True)))
+
+
+def eces(judged: list[tuple[torch.Tensor, torch.Tensor]], temperatures: tuple[float, ...]) -> str:
+    """The calibration error of (logits, truth) pairs at each temperature (on the training collections' validation
+    images: the price of softening)."""
+    from detective.evaluation.metrics import expected_calibration_error
+
+    scores, truth = (torch.cat(v) for v in zip(*judged, strict=True))
+    return " / ".join(
+        f"{expected_calibration_error(torch.sigmoid(scores / t), truth.long()):.2f}" for t in temperatures
+    )
 
 
 def across(collections: list[Collection]) -> None:
@@ -394,12 +421,18 @@ def across(collections: list[Collection]) -> None:
             fitted = logistic(x, labels, weight)
             validation = [c.validation_images(fitted(c.training_rows(parts, True)[0])) for c in others]
             t = temperature(*(torch.cat(v) for v in zip(*validation, strict=True)))
+            t_across = across_temperature(others, parts) if len(others) > 1 else t
+
             for scorer_name, scorer in (("logistic", fitted), ("real photos only", mahalanobis(x[labels == 0]))):
-                m = held_out_metrics(per_image(scorer(test), judged.owner), judged.y, scorer_name == "logistic", t)
+                scores = per_image(scorer(test), judged.owner)
+                m = held_out_metrics(scores, judged.y, scorer_name == "logistic", t, t_across)
                 cells[scorer_name].append(
                     f"{m['auroc']:.3f}"
                     + (
-                        f" / {m['balanced']:.3f} / {m['confidently_wrong']:.0%} (T {t:.2g}: {m['tempered']:.0%})"
+                        f" / {m['balanced']:.3f} / {m['confidently_wrong']:.0%} (T {t:.2g}: {m['tempered']:.0%};"
+                        f" T across {t_across:.2g}: {m['across']:.0%};"
+                        f" ECE held out {eces([(scores, judged.y)], (t, t_across))},"
+                        f" validation {eces(validation, (t, t_across))})"
                         if "balanced" in m
                         else ""
                     )
@@ -408,7 +441,8 @@ def across(collections: list[Collection]) -> None:
             print(f"| {name} | {scorer_name} | " + " | ".join(row) + " |", flush=True)
     print(
         "\nlogistic: AUROC / balanced accuracy at logit 0 / confidently wrong (with the temperature T fitted on the"
-        " training collections' validation images: confidently wrong); real photos only: AUROC"
+        " training collections' validation images: confidently wrong; with the one fitted across them: confidently"
+        " wrong; ECE of the held-out collection and of the validation images at each); real photos only: AUROC"
     )
 
 
