@@ -6,6 +6,7 @@
     uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample --novelty
     uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample --scale 0.5
     uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample --stability
+    uv run python benchmarks/taps.py --across realorai_dev,sd_coco_dev,real_vs_ai_sample --consistent 0.05
 
 For every image, the frozen ImageNet backbone runs on its judging grid of native 224 px crops; each block's maps give
 per-channel statistics (`TAP_STATISTICS`: mean, standard deviation, detail; fineness is derived from the last two)
@@ -32,7 +33,9 @@ of an image's crop logits), fitted on the other collections, flags the one left 
 are the confidently wrong ones. `--scale 0.5` judges every image (within a collection, or in training and held out)
 downscaled by that factor first (antialiased), so that whatever resampling and compression left in either source is
 resampled alike. `--stability` fits nothing: how much small Gaussian noise moves an image's pooled features
-(RIGID: real photos' features are steadier), its AUROC on each collection. A feature set of the pixels themselves
+(RIGID: real photos' features are steadier), its AUROC on each collection. `--consistent MARGIN` fits the regression
+only on the features that tell AI from real the same way in every training collection (each feature's own AUROC over
+a collection's images off 0.5 by at least MARGIN, on the same side in all): invariance across collections. A feature set of the pixels themselves
 sits beside the backbone's ("pixel traces": periodic resampling and block-coding peaks, and the residual's
 spectrum). Statistics are kept under benchmarks/results/taps/ so a second run skips the backbone.
 """
@@ -446,6 +449,43 @@ def across(collections: list[Collection]) -> None:
     )
 
 
+def image_aurocs(c: Collection, parts) -> torch.Tensor:
+    """Each feature's own AUROC over a collection's images (the mean of its crops), AI above real: by ranks."""
+    x = per_image(features(c.stats, parts), c.owner)
+    ranks = x.argsort(0).argsort(0).double() + 1
+    ai, real = c.y.sum(), (1 - c.y).sum()
+    return ((ranks[c.y == 1].sum(0) - ai * (ai + 1) / 2) / (ai * real)).float()
+
+
+def consistent(collections: list[Collection], margin: float) -> None:
+    """Invariance across collections: the regression fitted only on the features whose AUROC lies on the same side of
+    0.5, by at least `margin`, in every training collection; prints a Markdown table."""
+    print(
+        f"\n| features (AUROC off 0.5 by >= {margin:g} alike in every training collection) | "
+        + " | ".join(f"{c.name} left out" for c in collections)
+        + " |"
+    )
+    print("|---|" + "---|" * len(collections))
+    for name, parts in ACROSS_SETS.items():
+        row = []
+        for judged in collections:
+            others = [c for c in collections if c is not judged]
+            aurocs = torch.stack([image_aurocs(c, parts) for c in others])
+            keep = (aurocs > 0.5 + margin).all(0) | (aurocs < 0.5 - margin).all(0)
+            x, labels, weight = (torch.cat(t) for t in zip(*[c.training_rows(parts) for c in others], strict=True))
+            if not keep.any():
+                row.append("no feature kept")
+                continue
+            fitted = logistic(x[:, keep], labels, weight)
+            scores = per_image(fitted(features(judged.stats, parts)[:, keep]), judged.owner)
+            m = held_out_metrics(scores, judged.y, logits=True)
+            row.append(
+                f"{m['auroc']:.3f} / {m['balanced']:.3f} / {m['confidently_wrong']:.0%} ({int(keep.sum())} kept)"
+            )
+        print(f"| {name} | " + " | ".join(row) + " |", flush=True)
+    print("\nAUROC / balanced accuracy at logit 0 / confidently wrong (features kept of the set)")
+
+
 def diagonal_novelty(fitted_rows: torch.Tensor):
     """The net's novelty: the mean square of the rows standardised by the fitted rows' mean and variance (as the
     source head's first layer standardises them)."""
@@ -557,6 +597,9 @@ def main() -> None:
     )
     parser.add_argument("--scale", type=float, help="judge every image downscaled by this factor first")
     parser.add_argument("--stability", action="store_true", help="--across: RIGID's noise stability, no fitting")
+    parser.add_argument(
+        "--consistent", type=float, metavar="MARGIN", help="--across: only features alike in every training collection"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # beside training runs on a shared machine: threads of one process wait on each other
     if args.across:
@@ -565,7 +608,10 @@ def main() -> None:
             stability(roots, args.weights)
             return
         collections = [Collection(root, args.weights, args.degraded, args.reconstructed, args.scale) for root in roots]
-        (novelty if args.novelty else across)(collections)
+        if args.consistent is not None:
+            consistent(collections, args.consistent)
+        else:
+            (novelty if args.novelty else across)(collections)
         return
     files = image_files(args.data)
     y = torch.tensor([f.parent.name in AI_FOLDERS for f in files]).float()
