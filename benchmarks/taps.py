@@ -35,9 +35,10 @@ downscaled by that factor first (antialiased), so that whatever resampling and c
 resampled alike. `--stability` fits nothing: how much small Gaussian noise moves an image's pooled features
 (RIGID: real photos' features are steadier), its AUROC on each collection. `--consistent MARGIN` fits the regression
 only on the features that tell AI from real the same way in every training collection (each feature's own AUROC over
-a collection's images off 0.5 by at least MARGIN, on the same side in all): invariance across collections. A feature set of the pixels themselves
-sits beside the backbone's ("pixel traces": periodic resampling and block-coding peaks, and the residual's
-spectrum). Statistics are kept under benchmarks/results/taps/ so a second run skips the backbone.
+a collection's images off 0.5 by at least MARGIN, on the same side in all): invariance across collections. A
+feature set of the pixels themselves sits beside the backbone's ("pixel traces": periodic resampling and block-coding
+peaks, and the residual's spectrum). Statistics are kept under benchmarks/results/taps/ so a second run skips the
+backbone.
 """
 
 from __future__ import annotations
