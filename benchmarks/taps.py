@@ -402,8 +402,7 @@ def across_temperature(others: list[Collection], parts) -> float:
 
 
 def eces(judged: list[tuple[torch.Tensor, torch.Tensor]], temperatures: tuple[float, ...]) -> str:
-    """The calibration error of (logits, truth) pairs at each temperature (on the training collections' validation
-    images: the price of softening)."""
+    """The calibration error of (logits, truth) pairs at each temperature, for one table cell."""
     from detective.evaluation.metrics import expected_calibration_error
 
     scores, truth = (torch.cat(v) for v in zip(*judged, strict=True))
@@ -426,7 +425,6 @@ def across(collections: list[Collection]) -> None:
             validation = [c.validation_images(fitted(c.training_rows(parts, True)[0])) for c in others]
             t = temperature(*(torch.cat(v) for v in zip(*validation, strict=True)))
             t_across = across_temperature(others, parts) if len(others) > 1 else t
-
             for scorer_name, scorer in (("logistic", fitted), ("real photos only", mahalanobis(x[labels == 0]))):
                 scores = per_image(scorer(test), judged.owner)
                 m = held_out_metrics(scores, judged.y, scorer_name == "logistic", t, t_across)
@@ -473,10 +471,10 @@ def consistent(collections: list[Collection], margin: float) -> None:
             others = [c for c in collections if c is not judged]
             aurocs = torch.stack([image_aurocs(c, parts) for c in others])
             keep = (aurocs > 0.5 + margin).all(0) | (aurocs < 0.5 - margin).all(0)
-            x, labels, weight = (torch.cat(t) for t in zip(*[c.training_rows(parts) for c in others], strict=True))
             if not keep.any():
                 row.append("no feature kept")
                 continue
+            x, labels, weight = (torch.cat(t) for t in zip(*[c.training_rows(parts) for c in others], strict=True))
             fitted = logistic(x[:, keep], labels, weight)
             scores = per_image(fitted(features(judged.stats, parts)[:, keep]), judged.owner)
             m = held_out_metrics(scores, judged.y, logits=True)
